@@ -1,0 +1,56 @@
+"""Tensor-level networks and their TensorDict wrappers."""
+
+from torchrl_vta.modules.boundary import (
+    COPY,
+    READ,
+    BoundaryPosterior,
+    BoundaryPrior,
+    BoundarySample,
+    TemperatureSchedule,
+    concrete_log_prob,
+    sample_boundary,
+)
+from torchrl_vta.modules.decoders import MultiDecoder, make_decoder_module
+from torchrl_vta.modules.encoders import MultiEncoder, make_encoder_module
+from torchrl_vta.modules.heads import ContinueHead, RewardHead, TwoHotHead, ValueHead
+from torchrl_vta.modules.latent import CategoricalLatent, GaussianLatent, make_latent
+from torchrl_vta.modules.rssm import (
+    DEFAULT_ROLLOUT_KEYS,
+    DEFAULT_STATE_KEYS,
+    HierarchicalRSSM,
+    HierarchicalRSSMRollout,
+    HierarchicalStateEstimator,
+    PreviousActionWriter,
+    RSSMState,
+    RSSMStep,
+)
+
+__all__ = [
+    "BoundaryPosterior",
+    "BoundaryPrior",
+    "BoundarySample",
+    "COPY",
+    "CategoricalLatent",
+    "ContinueHead",
+    "DEFAULT_ROLLOUT_KEYS",
+    "DEFAULT_STATE_KEYS",
+    "GaussianLatent",
+    "HierarchicalRSSM",
+    "HierarchicalRSSMRollout",
+    "HierarchicalStateEstimator",
+    "MultiDecoder",
+    "MultiEncoder",
+    "PreviousActionWriter",
+    "READ",
+    "RSSMState",
+    "RSSMStep",
+    "RewardHead",
+    "TemperatureSchedule",
+    "TwoHotHead",
+    "ValueHead",
+    "concrete_log_prob",
+    "make_decoder_module",
+    "make_encoder_module",
+    "make_latent",
+    "sample_boundary",
+]

@@ -1,0 +1,450 @@
+"""Observation encoders: one embedding from images, vectors and audio.
+
+:class:`MultiEncoder` routes every observation key of an environment's spec to
+one of three paths built from TorchRL's DreamerV3 blocks, and concatenates
+their outputs into a single embedding (in the order CNN, vector MLP, audio MLP):
+
+- ``cnn``: 3-D keys ``[C, H, W]`` (uint8 in ``[0, 255]`` or float in
+  ``[0, 1]``). Several image keys are concatenated channel-wise into one
+  :class:`~torchrl.modules.DreamerV3ImageEncoder`, as DreamerV3 does, so they
+  must share ``H`` and ``W``.
+- ``mlp``: 1-D vectors, symlog'd, concatenated, then a
+  :class:`~torchrl.modules.DreamerV3MLP`.
+- ``audio``: 1-D audio vectors, concatenated without symlog (samples already
+  lie in ``[-1, 1]``), then their own :class:`~torchrl.modules.DreamerV3MLP`.
+
+:func:`make_encoder_module` wraps the encoder in a
+:class:`~tensordict.nn.TensorDictModule` whose keys can be renamed or prefixed
+(e.g. ``"next"`` for the world model, which encodes observations at ``t + 1``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import torch
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey, unravel_key
+from torch import nn
+from torchrl.data import Composite
+from torchrl.modules import DreamerV3ImageEncoder, DreamerV3MLP
+from torchrl.modules.functional import symlog
+
+__all__ = ["PATHS", "MultiEncoder", "key_name", "make_encoder_module", "prefix_key"]
+
+#: Encoder/decoder paths, in the order their outputs are concatenated.
+PATHS = ("cnn", "mlp", "audio")
+
+_DEFAULT_EXCLUDE = (
+    "is_init",
+    "step_count",
+    "episode_reward",
+    "terminated",
+    "truncated",
+    "done",
+    "reward",
+)
+
+
+def key_name(key: NestedKey) -> str:
+    """Return the dotted name of a (nested) key, the string regexes match.
+
+    Examples:
+        >>> key_name(("sensors", "position"))
+        'sensors.position'
+        >>> key_name("pixels")
+        'pixels'
+    """
+    key = unravel_key(key)
+    return ".".join(key) if isinstance(key, tuple) else key
+
+
+def prefix_key(prefix: NestedKey | None, key: NestedKey) -> NestedKey:
+    """Return ``key`` under ``prefix`` (``None``: unchanged), flattened.
+
+    Examples:
+        >>> prefix_key("next", ("sensors", "position"))
+        ('next', 'sensors', 'position')
+        >>> prefix_key(None, "pixels")
+        'pixels'
+    """
+    key = unravel_key(key)
+    return key if prefix is None else unravel_key((prefix, key))
+
+
+def _compile(name: str, pattern: str | None) -> re.Pattern | None:
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise ValueError(f"{name} must be a regex string or None, got {pattern!r}.")
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{name}={pattern!r} is not a valid regex: {err}.") from err
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+def _as_float(value: torch.Tensor) -> torch.Tensor:
+    return value if value.is_floating_point() else value.float()
+
+
+class MultiEncoder(nn.Module):
+    """Encode every observation key of a spec into one embedding ``[*B, out_features]``.
+
+    Candidate keys are ``obs_keys`` when given, else every leaf of ``obs_spec``
+    with a floating or uint8 dtype, a 1-D or 3-D shape (after the spec's own
+    batch dims) and whose dotted name or last component is not in
+    ``exclude_keys``. Regexes are matched with :func:`re.search` on the dotted
+    key name (``("a", "b")`` -> ``"a.b"``); ``cnn_keys`` is tried on 3-D keys,
+    ``mlp_keys`` and ``audio_keys`` on 1-D keys. Every candidate must be matched
+    by exactly one path, otherwise a :class:`ValueError` names the key.
+
+    Args:
+        obs_spec (Composite): observation spec, e.g. ``env.observation_spec``.
+
+    Keyword Args:
+        obs_keys (sequence of NestedKey, optional): keys to encode, bypassing
+            the dtype/shape/exclude filter (each must still be 1-D or 3-D).
+        cnn_keys (str or None): regex of image keys; ``None`` matches nothing.
+            Defaults to ``r"^pixels$"``.
+        mlp_keys (str or None): regex of vector keys; ``None`` (default) takes
+            every 1-D candidate not matched by ``audio_keys``.
+        audio_keys (str or None): regex of audio keys; ``None`` matches
+            nothing. Defaults to ``r"^audio$"``.
+        exclude_keys (sequence of str): names never encoded when
+            ``obs_keys`` is not given. Defaults to the episode bookkeeping
+            entries (``is_init``, ``step_count``, ``done``, ``reward``, ...).
+        cnn_depth (int): base channel count of the CNN. Defaults to 32.
+        cnn_mults (sequence of int): channel multiplier per stride-2 stage.
+            Defaults to ``(2, 3, 4, 4)``.
+        cnn_kernel (int): odd convolution kernel size. Defaults to 5.
+        mlp_layers (int): hidden layers of the vector MLP. Defaults to 2.
+        mlp_units (int): width of the vector MLP. Defaults to 256.
+        audio_layers (int, optional): hidden layers of the audio MLP.
+            Defaults to ``mlp_layers``.
+        audio_units (int, optional): width of the audio MLP. Defaults to
+            ``mlp_units``.
+        device (torch.device, optional): device of the parameters.
+
+    Attributes:
+        in_keys (list of NestedKey): observation keys in ``forward`` order
+            (``cnn_in_keys + mlp_in_keys + audio_in_keys``).
+        cnn_in_keys, mlp_in_keys, audio_in_keys (list of NestedKey): keys per path.
+        routing (dict): observation key -> ``"cnn" | "mlp" | "audio"``.
+        key_shapes (dict): observation key -> event shape (``torch.Size``).
+        out_features (int): embedding size.
+        path_slices (dict): path -> ``slice`` of its columns in the embedding.
+
+    Examples:
+        >>> import torch
+        >>> from torchrl.data import Composite, Unbounded
+        >>> spec = Composite(
+        ...     pixels=Unbounded((3, 16, 16), dtype=torch.uint8),
+        ...     position=Unbounded((4,)),
+        ...     audio=Unbounded((8,)),
+        ...     step_count=Unbounded((1,), dtype=torch.int64),
+        ... )
+        >>> encoder = MultiEncoder(spec, cnn_depth=2, cnn_mults=(1, 1), mlp_units=8)
+        >>> encoder.routing
+        {'pixels': 'cnn', 'position': 'mlp', 'audio': 'audio'}
+        >>> pixels = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+        >>> encoder(pixels, torch.randn(5, 4), torch.randn(5, 8)).shape
+        torch.Size([5, 48])
+        >>> encoder.out_features
+        48
+    """
+
+    def __init__(
+        self,
+        obs_spec: Composite,
+        *,
+        obs_keys: Sequence[NestedKey] | None = None,
+        cnn_keys: str | None = r"^pixels$",
+        mlp_keys: str | None = None,
+        audio_keys: str | None = r"^audio$",
+        exclude_keys: Sequence[str] = _DEFAULT_EXCLUDE,
+        cnn_depth: int = 32,
+        cnn_mults: Sequence[int] = (2, 3, 4, 4),
+        cnn_kernel: int = 5,
+        mlp_layers: int = 2,
+        mlp_units: int = 256,
+        audio_layers: int | None = None,
+        audio_units: int | None = None,
+        device: torch.device | str | None = None,
+    ):
+        super().__init__()
+        if not isinstance(obs_spec, Composite):
+            raise ValueError(
+                f"obs_spec must be a torchrl Composite spec, got {type(obs_spec).__name__}."
+            )
+        self.cnn_depth = _positive_int("cnn_depth", cnn_depth)
+        self.cnn_mults = tuple(_positive_int("cnn_mults", m) for m in cnn_mults)
+        if not self.cnn_mults:
+            raise ValueError("cnn_mults must name at least one stage, got ().")
+        self.cnn_kernel = _positive_int("cnn_kernel", cnn_kernel)
+        if cnn_kernel % 2 == 0:
+            raise ValueError(f"cnn_kernel must be odd, got {cnn_kernel}.")
+        self.mlp_layers = _positive_int("mlp_layers", mlp_layers)
+        self.mlp_units = _positive_int("mlp_units", mlp_units)
+        self.audio_layers = _positive_int(
+            "audio_layers", mlp_layers if audio_layers is None else audio_layers
+        )
+        self.audio_units = _positive_int(
+            "audio_units", mlp_units if audio_units is None else audio_units
+        )
+
+        shapes = self._candidate_shapes(obs_spec, obs_keys, exclude_keys)
+        routing = self._route(
+            shapes,
+            cnn=_compile("cnn_keys", cnn_keys),
+            mlp=_compile("mlp_keys", mlp_keys),
+            audio=_compile("audio_keys", audio_keys),
+        )
+        self.cnn_in_keys = [k for k, p in routing.items() if p == "cnn"]
+        self.mlp_in_keys = [k for k, p in routing.items() if p == "mlp"]
+        self.audio_in_keys = [k for k, p in routing.items() if p == "audio"]
+        self.in_keys = self.cnn_in_keys + self.mlp_in_keys + self.audio_in_keys
+        self.routing = {k: routing[k] for k in self.in_keys}
+        self.key_shapes = {k: shapes[k] for k in self.in_keys}
+
+        self.cnn = self.mlp = self.audio = None
+        path_features = {}
+        if self.cnn_in_keys:
+            sizes = {tuple(self.key_shapes[k][1:]) for k in self.cnn_in_keys}
+            if len(sizes) > 1:
+                listing = ", ".join(
+                    f"{key_name(k)}: {tuple(self.key_shapes[k])}" for k in self.cnn_in_keys
+                )
+                raise ValueError(
+                    f"Image keys share one CNN and must have the same height and width, "
+                    f"got {listing}. Resize them or drop some via cnn_keys."
+                )
+            channels = sum(self.key_shapes[k][0] for k in self.cnn_in_keys)
+            self.cnn = DreamerV3ImageEncoder(
+                channels, self.cnn_depth, self.cnn_mults, self.cnn_kernel, device=device
+            )
+            path_features["cnn"] = self.cnn.output_features(
+                (channels, *self.key_shapes[self.cnn_in_keys[0]][1:])
+            )
+        if self.mlp_in_keys:
+            self.mlp = DreamerV3MLP(
+                self._width(self.mlp_in_keys),
+                None,
+                depth=self.mlp_layers,
+                num_cells=self.mlp_units,
+                device=device,
+            )
+            path_features["mlp"] = self.mlp_units
+        if self.audio_in_keys:
+            self.audio = DreamerV3MLP(
+                self._width(self.audio_in_keys),
+                None,
+                depth=self.audio_layers,
+                num_cells=self.audio_units,
+                device=device,
+            )
+            path_features["audio"] = self.audio_units
+        self.path_slices = {}
+        start = 0
+        for path, size in path_features.items():
+            self.path_slices[path] = slice(start, start + size)
+            start += size
+        self.out_features = start
+
+    @staticmethod
+    def _candidate_shapes(
+        obs_spec: Composite,
+        obs_keys: Sequence[NestedKey] | None,
+        exclude_keys: Sequence[str],
+    ) -> dict:
+        """Return ``{key: event shape}`` of the keys to encode, in spec order."""
+        batch_ndim = obs_spec.ndim
+        leaves = {unravel_key(k): obs_spec[k] for k in obs_spec.keys(True, True)}
+
+        def encodable(spec) -> bool:
+            dtype = getattr(spec, "dtype", None)
+            return isinstance(dtype, torch.dtype) and (
+                dtype.is_floating_point or dtype == torch.uint8
+            )
+
+        if obs_keys is None:
+            if isinstance(exclude_keys, str):
+                raise ValueError(
+                    f"exclude_keys must be a sequence of key names, got the string "
+                    f"{exclude_keys!r}; write ({exclude_keys!r},)."
+                )
+            excluded = set(exclude_keys)
+            shapes = {}
+            for key, spec in leaves.items():
+                last = key[-1] if isinstance(key, tuple) else key
+                shape = spec.shape[batch_ndim:]
+                if (
+                    encodable(spec)
+                    and len(shape) in (1, 3)
+                    and key_name(key) not in excluded
+                    and last not in excluded
+                ):
+                    shapes[key] = shape
+            if not shapes:
+                raise ValueError(
+                    f"obs_spec has no encodable key (float or uint8, 1-D or 3-D, not in "
+                    f"exclude_keys={tuple(exclude_keys)}); its leaves are "
+                    f"{[key_name(k) for k in leaves]}. Pass obs_keys explicitly."
+                )
+            return shapes
+        if isinstance(obs_keys, str) or not obs_keys:
+            raise ValueError(
+                f"obs_keys must be a non-empty list of keys, got {obs_keys!r}."
+            )
+        shapes = {}
+        for key in obs_keys:
+            key = unravel_key(key)
+            if key not in leaves:
+                raise ValueError(
+                    f"obs_keys entry {key_name(key)!r} is not a leaf of obs_spec; "
+                    f"available: {[key_name(k) for k in leaves]}."
+                )
+            shape = leaves[key].shape[batch_ndim:]
+            if not encodable(leaves[key]) or len(shape) not in (1, 3):
+                raise ValueError(
+                    f"obs_keys entry {key_name(key)!r} has dtype {leaves[key].dtype} and "
+                    f"event shape {tuple(shape)}; only float/uint8 vectors (1-D) and "
+                    f"images (3-D, [C, H, W]) can be encoded."
+                )
+            shapes[key] = shape
+        return shapes
+
+    @staticmethod
+    def _route(shapes: dict, **regexes: re.Pattern | None) -> dict:
+        """Assign each key to exactly one path, or explain why it cannot be."""
+
+        def show(path: str) -> str:
+            pattern = regexes[path]
+            return f"{path}_keys={None if pattern is None else pattern.pattern!r}"
+
+        routing = {}
+        for key, shape in shapes.items():
+            name = key_name(key)
+            if len(shape) == 3:
+                pattern = regexes["cnn"]
+                if pattern is None or not pattern.search(name):
+                    raise ValueError(
+                        f"Image key {name!r} (shape {tuple(shape)}) is matched by no "
+                        f"encoder path: {show('cnn')} does not match it. Widen cnn_keys "
+                        f"(e.g. r'^(pixels|{re.escape(name)})$'), or leave the key out "
+                        f"with exclude_keys or obs_keys."
+                    )
+                routing[key] = "cnn"
+                continue
+            audio = regexes["audio"] is not None and bool(regexes["audio"].search(name))
+            mlp_pattern = regexes["mlp"]
+            if mlp_pattern is None:
+                mlp = not audio
+            else:
+                mlp = bool(mlp_pattern.search(name))
+            if audio and mlp:
+                raise ValueError(
+                    f"Vector key {name!r} is matched by two encoder paths: "
+                    f"{show('mlp')} and {show('audio')}. Each key needs exactly one "
+                    f"path: narrow one of the regexes (e.g. mlp_keys="
+                    f"r'^(?!{re.escape(name)}$)'), or set mlp_keys=None so that the "
+                    f"vector path takes every key audio_keys does not."
+                )
+            if not (audio or mlp):
+                raise ValueError(
+                    f"Vector key {name!r} (shape {tuple(shape)}) is matched by no "
+                    f"encoder path: neither {show('mlp')} nor {show('audio')} matches "
+                    f"it. Widen one of them, set mlp_keys=None to send every non-audio "
+                    f"vector to the MLP, or leave the key out with exclude_keys or "
+                    f"obs_keys."
+                )
+            routing[key] = "audio" if audio else "mlp"
+        return routing
+
+    def _width(self, keys: list) -> int:
+        return sum(self.key_shapes[k][0] for k in keys)
+
+    def forward(self, *observations: torch.Tensor) -> torch.Tensor:
+        """Embed observations given in :attr:`in_keys` order; returns ``[*B, out_features]``."""
+        if len(observations) != len(self.in_keys):
+            raise ValueError(
+                f"MultiEncoder expects {len(self.in_keys)} tensors in the order "
+                f"{[key_name(k) for k in self.in_keys]}, got {len(observations)}."
+            )
+        by_key = dict(zip(self.in_keys, observations))
+        for key, value in by_key.items():
+            shape = self.key_shapes[key]
+            if value.shape[value.ndim - len(shape) :] != shape:
+                raise ValueError(
+                    f"Observation {key_name(key)!r} must end with shape {tuple(shape)}, "
+                    f"got {tuple(value.shape)}."
+                )
+        outputs = []
+        if self.cnn is not None:
+            # Scale each key to [0, 1] first: the TorchRL encoder only rescales a
+            # whole uint8 tensor, and keys may mix uint8 and float images.
+            images = [by_key[k] for k in self.cnn_in_keys]
+            images = [x.float() / 255.0 if x.dtype == torch.uint8 else x for x in images]
+            outputs.append(self.cnn(torch.cat(images, -3) if len(images) > 1 else images[0]))
+        if self.mlp is not None:
+            outputs.append(self.mlp(*(symlog(_as_float(by_key[k])) for k in self.mlp_in_keys)))
+        if self.audio is not None:
+            outputs.append(self.audio(*(_as_float(by_key[k]) for k in self.audio_in_keys)))
+        return torch.cat(outputs, -1) if len(outputs) > 1 else outputs[0]
+
+
+def make_encoder_module(
+    encoder: MultiEncoder,
+    *,
+    key_prefix: NestedKey | None = None,
+    in_keys: Mapping[NestedKey, NestedKey] | None = None,
+    out_key: NestedKey = "embed",
+) -> TensorDictModule:
+    """Wrap ``encoder`` in a :class:`~tensordict.nn.TensorDictModule`.
+
+    The module reads each observation key of ``encoder.in_keys`` (renamed by
+    ``in_keys`` when listed there) and writes the embedding to ``out_key``.
+    ``key_prefix`` is prepended to every key read and written, so
+    ``key_prefix="next"`` encodes ``("next", "pixels")`` into ``("next", "embed")``
+    as the world model needs. To read and write unrelated places, leave
+    ``key_prefix=None`` and give full keys.
+
+    Args:
+        encoder (MultiEncoder): the tensor-level encoder.
+
+    Keyword Args:
+        key_prefix (NestedKey, optional): prefix of all keys. Defaults to ``None``.
+        in_keys (mapping, optional): observation key -> tensordict key, for keys
+            stored under another name. Unlisted keys keep their name.
+        out_key (NestedKey): embedding key. Defaults to ``"embed"``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Composite, Unbounded
+        >>> spec = Composite(position=Unbounded((4,)))
+        >>> encoder = MultiEncoder(spec, mlp_units=8)
+        >>> module = make_encoder_module(encoder, key_prefix="next")
+        >>> module.in_keys, module.out_keys
+        ([('next', 'position')], [('next', 'embed')])
+        >>> td = TensorDict({("next", "position"): torch.randn(2, 3, 4)}, [2, 3])
+        >>> module(td)["next", "embed"].shape
+        torch.Size([2, 3, 8])
+    """
+    if not isinstance(encoder, MultiEncoder):
+        raise ValueError(f"encoder must be a MultiEncoder, got {type(encoder).__name__}.")
+    renames = {unravel_key(k): unravel_key(v) for k, v in (in_keys or {}).items()}
+    unknown = [key_name(k) for k in renames if k not in encoder.in_keys]
+    if unknown:
+        raise ValueError(
+            f"in_keys renames {unknown}, which the encoder does not read; its keys are "
+            f"{[key_name(k) for k in encoder.in_keys]}."
+        )
+    read = [prefix_key(key_prefix, renames.get(k, k)) for k in encoder.in_keys]
+    return TensorDictModule(encoder, in_keys=read, out_keys=[prefix_key(key_prefix, out_key)])

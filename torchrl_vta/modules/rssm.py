@@ -1,0 +1,873 @@
+"""The hierarchical (VTA) recurrent state-space model.
+
+Two temporal levels share one step function:
+
+* the abstract level (belief ``c``, stochastic ``z``) is updated only on READ
+  steps and copied bit for bit on COPY steps;
+* the observation level (belief ``h``, stochastic ``s``) restarts from the
+  abstract feature on READ and continues its GRU on COPY.
+
+A boundary ``m_t`` (READ = new segment) is sampled with a straight-through
+Gumbel-softmax from the causal boundary posterior when filtering, or from the
+boundary prior when imagining. ``levels=1`` removes the abstract level and the
+boundaries and leaves a flat DreamerV3-style RSSM running through the same code.
+
+Time convention (TorchRL's): transition ``t`` starts from the state carried out
+of step ``t - 1``, applies ``action[t]`` and conditions on the embedding of
+``("next", obs)[t]``; ``is_init[t]`` marks the start of an episode, so the
+carried state and the action are zeroed before the transition and the step is
+READ.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torch import nn
+from torchrl.data import Composite, Unbounded
+from torchrl.envs import TensorDictPrimer
+from torchrl.envs.utils import ExplorationType, exploration_type
+
+from torchrl_vta.modules._layers import dense_block
+from torchrl_vta.modules.boundary import (
+    READ,
+    BoundaryPosterior,
+    BoundaryPrior,
+    BoundarySample,
+    force_logits,
+    force_sample,
+    limit_segments,
+    sample_boundary,
+    update_segment_counters,
+)
+from torchrl_vta.modules.latent import make_latent
+
+__all__ = [
+    "RSSMState",
+    "RSSMStep",
+    "HierarchicalRSSM",
+    "HierarchicalRSSMRollout",
+    "HierarchicalStateEstimator",
+    "PreviousActionWriter",
+    "DEFAULT_STATE_KEYS",
+    "DEFAULT_ROLLOUT_KEYS",
+]
+
+_LIMIT_MODES = ("prior", "both", "off")
+
+
+class RSSMState(NamedTuple):
+    """Recurrent state carried from one step to the next.
+
+    ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
+    ``levels=1``. Segment counters are float tensors of shape ``[*B, 1]``.
+    """
+
+    belief: torch.Tensor
+    state: torch.Tensor
+    abs_belief: torch.Tensor
+    abs_state: torch.Tensor
+    seg_len: torch.Tensor
+    seg_num: torch.Tensor
+    boundary_context: torch.Tensor
+
+
+class RSSMStep(NamedTuple):
+    """Per-step statistics of a transition (``None`` where not computed).
+
+    ``boundary`` is the READ indicator ``[*B, 1]`` (exact 0/1 forward values,
+    straight-through gradient); ``boundary_logits`` are the logits the boundary
+    was sampled from (posterior when filtering, prior when imagining), after
+    forcing; ``boundary_prior_logits`` are the prior's logits for this step,
+    predicted from the previous observation-level feature.
+    """
+
+    prior_stats: torch.Tensor
+    posterior_stats: torch.Tensor | None
+    abs_prior_stats: torch.Tensor | None
+    abs_posterior_stats: torch.Tensor | None
+    boundary: torch.Tensor | None
+    boundary_logits: torch.Tensor | None
+    boundary_prior_logits: torch.Tensor | None
+    boundary_log_sample: torch.Tensor | None
+    boundary_forced: torch.Tensor | None
+
+
+def _where(mask: torch.Tensor, value: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, value, other)
+
+
+def _gru(cell: nn.GRUCell, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    # nn.GRUCell only takes [N, H]: fold every leading batch dimension into N.
+    batch = hidden.shape[:-1]
+    out = cell(inputs.reshape(-1, inputs.shape[-1]), hidden.reshape(-1, hidden.shape[-1]))
+    return out.reshape(*batch, out.shape[-1])
+
+
+def _mix(read: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    # read is exactly 0 or 1 in the forward pass, so COPY returns `old` bit for
+    # bit (0 * new + 1 * old) while READ keeps the straight-through gradient.
+    return read * new + (1 - read) * old
+
+
+class HierarchicalRSSM(nn.Module):
+    """Tensor-level two-level RSSM with learned segment boundaries (VTA).
+
+    Args:
+        action_dim: size of the (flat) action vector; 0 for action-free data.
+        embed_dim: size of the observation embedding.
+
+    Keyword Args:
+        levels: 2 (hierarchical, default) or 1 (flat DreamerV3-style RSSM).
+        belief_dim / abs_belief_dim: GRU sizes of the observation / abstract level.
+        hidden: width of the input projections and latent heads.
+        latent / abs_latent: ``"gaussian"`` or ``"categorical"`` per level.
+        stoch_dim, groups, classes, unimix, min_std, std_kind: latent options
+            (see :mod:`torchrl_vta.modules.latent`); ``abs_stoch_dim``,
+            ``abs_groups``, ``abs_classes`` override them for the abstract level.
+        norm, act: normalisation (``"layer"``, ``"rms"``, ``"none"``) and
+            activation (``"silu"``, ``"elu"``).
+        boundary_left / boundary_right: posterior window (frames before /
+            after ``t``); ``boundary_right=0`` is causal and lets the acting
+            filter use the training posterior.
+        boundary_proj_dim, boundary_hidden, boundary_layers: posterior/prior
+            detector sizes.
+        temperature: Gumbel-softmax temperature (attribute, can be annealed).
+        max_seg_len / max_seg_num: segment limits (``None`` disables one).
+        limit_mode: ``"prior"`` forces the prior only (original VTA),
+            ``"both"`` also forces the posterior, ``"off"`` forces nothing
+            (the first step and ``is_init`` steps are READ regardless).
+
+    Latents and boundaries are sampled in training mode and take their modes
+    in eval mode or under a deterministic TorchRL exploration type.
+
+    Examples:
+        >>> import torch
+        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, abs_belief_dim=8, hidden=8,
+        ...                         stoch_dim=4, boundary_proj_dim=4, boundary_hidden=8)
+        >>> out, last = rssm.observe(torch.randn(3, 5, 16), torch.randn(3, 5, 2))
+        >>> out["boundary"].shape, out["boundary"][:, 0].squeeze(-1).tolist()
+        (torch.Size([3, 5, 1]), [1.0, 1.0, 1.0])
+        >>> rssm.feature(last).shape
+        torch.Size([3, 24])
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        embed_dim: int,
+        *,
+        levels: int = 2,
+        belief_dim: int = 256,
+        abs_belief_dim: int | None = None,
+        hidden: int = 256,
+        latent: str = "gaussian",
+        abs_latent: str | None = None,
+        stoch_dim: int = 32,
+        abs_stoch_dim: int | None = None,
+        groups: int = 32,
+        classes: int = 32,
+        abs_groups: int | None = None,
+        abs_classes: int | None = None,
+        unimix: float = 0.01,
+        min_std: float = 0.1,
+        std_kind: str = "softplus",
+        norm: str = "layer",
+        act: str = "silu",
+        boundary_left: int = 3,
+        boundary_right: int = 0,
+        boundary_proj_dim: int = 64,
+        boundary_hidden: int | None = None,
+        boundary_layers: int = 1,
+        temperature: float = 1.0,
+        max_seg_len: int | None = None,
+        max_seg_num: int | None = None,
+        limit_mode: str = "prior",
+    ):
+        super().__init__()
+        if levels not in (1, 2):
+            raise ValueError(f"levels={levels!r}: only 1 (flat) or 2 (hierarchical) is supported.")
+        if limit_mode not in _LIMIT_MODES:
+            raise ValueError(f"limit_mode={limit_mode!r} is not one of {_LIMIT_MODES}.")
+        if action_dim < 0 or embed_dim <= 0:
+            raise ValueError(
+                f"action_dim must be >= 0 and embed_dim > 0, got {action_dim} and {embed_dim}."
+            )
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}.")
+        for name, limit in (("max_seg_len", max_seg_len), ("max_seg_num", max_seg_num)):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be a positive int or None, got {limit}.")
+        self.levels = levels
+        self.action_dim = action_dim
+        self.embed_dim = embed_dim
+        self.temperature = float(temperature)
+        self.max_seg_len = max_seg_len
+        self.max_seg_num = max_seg_num
+        self.limit_mode = limit_mode
+
+        def latent_kwargs(kind, stoch, grp, cls):
+            if kind == "gaussian":
+                return dict(stoch_dim=stoch, hidden=hidden, std_kind=std_kind,
+                            min_std=min_std, norm=norm, act=act)
+            return dict(groups=grp, classes=cls, hidden=hidden, unimix=unimix,
+                        norm=norm, act=act)
+
+        self.belief_dim = belief_dim
+        obs_kwargs = latent_kwargs(latent, stoch_dim, groups, classes)
+        self.obs_prior = make_latent(latent, belief_dim, **obs_kwargs)
+        self.obs_posterior = make_latent(latent, belief_dim + embed_dim, **obs_kwargs)
+        self.state_dim = self.obs_prior.stoch_dim
+
+        if levels == 2:
+            abs_latent = abs_latent or latent
+            self.abs_belief_dim = abs_belief_dim or belief_dim
+            abs_kwargs = latent_kwargs(
+                abs_latent,
+                abs_stoch_dim or stoch_dim,
+                abs_groups or groups,
+                abs_classes or classes,
+            )
+            self.abs_prior = make_latent(abs_latent, self.abs_belief_dim, **abs_kwargs)
+            self.abs_posterior = make_latent(
+                abs_latent, self.abs_belief_dim + embed_dim, **abs_kwargs
+            )
+            self.abs_state_dim = self.abs_prior.stoch_dim
+            abs_feature_dim = self.abs_belief_dim + self.abs_state_dim
+            # The action enters the abstract transition: a segment's abstract
+            # state is chosen knowing the action that opened it.
+            self.abs_input = dense_block(self.abs_state_dim + action_dim, hidden, norm, act)
+            self.abs_cell = nn.GRUCell(hidden, self.abs_belief_dim)
+            # READ restarts the observation belief from the abstract feature;
+            # tanh keeps it in the GRU's range.
+            self.restart = nn.Sequential(nn.Linear(abs_feature_dim, belief_dim), nn.Tanh())
+            self.boundary_prior = BoundaryPrior(
+                belief_dim + self.state_dim,
+                hidden=boundary_hidden or hidden,
+                layers=boundary_layers,
+                norm=norm,
+                act=act,
+            )
+            self.boundary_posterior = BoundaryPosterior(
+                embed_dim,
+                left=boundary_left,
+                right=boundary_right,
+                proj_dim=boundary_proj_dim,
+                hidden=boundary_hidden or hidden,
+                layers=boundary_layers,
+                norm=norm,
+                act=act,
+            )
+            self.context_shape = (boundary_left, boundary_proj_dim)
+        else:
+            self.abs_belief_dim = 0
+            self.abs_state_dim = 0
+            abs_feature_dim = 0
+            self.context_shape = (0, 0)
+        self.obs_input = dense_block(
+            self.state_dim + action_dim + abs_feature_dim, hidden, norm, act
+        )
+        self.obs_cell = nn.GRUCell(hidden, belief_dim)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def obs_feature_dim(self) -> int:
+        """Size of the observation-level feature ``[h, s]`` (decoder input)."""
+        return self.belief_dim + self.state_dim
+
+    @property
+    def abs_feature_dim(self) -> int:
+        """Size of the abstract feature ``[c, z]`` (0 when ``levels=1``)."""
+        return self.abs_belief_dim + self.abs_state_dim
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the full feature ``[h, s, c, z]`` read by heads, actor and critic."""
+        return self.obs_feature_dim + self.abs_feature_dim
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample shape of each :class:`RSSMState` field."""
+        return {
+            "belief": (self.belief_dim,),
+            "state": (self.state_dim,),
+            "abs_belief": (self.abs_belief_dim,),
+            "abs_state": (self.abs_state_dim,),
+            "seg_len": (1,),
+            "seg_num": (1,),
+            "boundary_context": self.context_shape,
+        }
+
+    # -------------------------------------------------------------- features
+    @staticmethod
+    def obs_feature(state: RSSMState) -> torch.Tensor:
+        """Observation-level feature ``[h, s]``."""
+        return torch.cat([state.belief, state.state], -1)
+
+    @staticmethod
+    def abs_feature(state: RSSMState) -> torch.Tensor:
+        """Abstract feature ``[c, z]``."""
+        return torch.cat([state.abs_belief, state.abs_state], -1)
+
+    @staticmethod
+    def feature(state: RSSMState) -> torch.Tensor:
+        """Full feature ``[h, s, c, z]``."""
+        return torch.cat([state.belief, state.state, state.abs_belief, state.abs_state], -1)
+
+    def initial_state(self, batch_shape: Sequence[int], device=None, dtype=None) -> RSSMState:
+        """All-zero state (what ``is_init`` resets to)."""
+        dtype = dtype or torch.get_default_dtype()
+        batch_shape = tuple(batch_shape)
+        return RSSMState(
+            *(
+                torch.zeros(*batch_shape, *shape, device=device, dtype=dtype)
+                for shape in self.state_shapes().values()
+            )
+        )
+
+    # ------------------------------------------------------------- one step
+    def _deterministic(self) -> bool:
+        return (not self.training) or exploration_type() in (
+            ExplorationType.DETERMINISTIC,
+            ExplorationType.MODE,
+        )
+
+    @staticmethod
+    def _reset(prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None):
+        if reset is None:
+            return prev, action
+        reset = reset.reshape(*action.shape[:-1], 1)
+        prev = RSSMState(
+            *(
+                _where(reset.reshape(*reset.shape, *(1,) * (x.ndim - reset.ndim)), torch.zeros_like(x), x)
+                for x in prev
+            )
+        )
+        return prev, _where(reset, torch.zeros_like(action), action)
+
+    def _decide_boundary(
+        self,
+        logits: torch.Tensor,
+        prior_logits: torch.Tensor,
+        prev: RSSMState,
+        structural_read: torch.Tensor | None,
+        *,
+        limit_sample: bool,
+    ):
+        """Force, then sample, the boundary of this step.
+
+        ``structural_read`` (first step / episode start) is always READ. The
+        segment limits force the prior logits unless ``limit_mode="off"``, and
+        the sampled logits when ``limit_sample``.
+        """
+        use_limits = self.limit_mode != "off"
+        force_read, force_copy = limit_segments(
+            prev.seg_len.squeeze(-1),
+            prev.seg_num.squeeze(-1),
+            max_seg_len=self.max_seg_len if use_limits else None,
+            max_seg_num=self.max_seg_num if use_limits else None,
+        )
+        if structural_read is not None:
+            structural_read = structural_read.reshape(force_read.shape)
+            prior_read = force_read | structural_read
+            prior_copy = force_copy & ~structural_read
+        else:
+            prior_read, prior_copy = force_read, force_copy
+        prior_logits = force_logits(prior_logits, prior_read, prior_copy)
+        if limit_sample:
+            sample_read, sample_copy = prior_read, prior_copy
+        elif structural_read is not None:
+            sample_read, sample_copy = structural_read, torch.zeros_like(structural_read)
+        else:
+            sample_read = sample_copy = torch.zeros_like(force_read)
+        logits = force_logits(logits, sample_read, sample_copy)
+        sample: BoundarySample = sample_boundary(
+            logits, self.temperature, deterministic=self._deterministic()
+        )
+        sample = force_sample(sample, sample_read, sample_copy)
+        forced = (sample_read | sample_copy).unsqueeze(-1)
+        return sample, logits, prior_logits, forced
+
+    def _transition(
+        self,
+        prev: RSSMState,
+        action: torch.Tensor,
+        read: torch.Tensor | None,
+        abs_posterior_input: torch.Tensor | None,
+    ):
+        """Advance both beliefs; sample ``z`` (posterior if an embedding is given)."""
+        deterministic = self._deterministic()
+        abs_prior_stats = abs_post_stats = None
+        if self.levels == 2:
+            abs_hidden = self.abs_input(torch.cat([prev.abs_state, action], -1))
+            abs_belief_new = _gru(self.abs_cell, abs_hidden, prev.abs_belief)
+            abs_prior_stats = self.abs_prior(abs_belief_new)
+            if abs_posterior_input is None:
+                abs_state_new = self.abs_prior.sample(abs_prior_stats, deterministic)
+            else:
+                abs_post_stats = self.abs_posterior(
+                    torch.cat([abs_belief_new, abs_posterior_input], -1)
+                )
+                abs_state_new = self.abs_posterior.sample(abs_post_stats, deterministic)
+            abs_belief = _mix(read, abs_belief_new, prev.abs_belief)
+            abs_state = _mix(read, abs_state_new, prev.abs_state)
+            abs_feat = torch.cat([abs_belief, abs_state], -1)
+            continued = _gru(
+                self.obs_cell,
+                self.obs_input(torch.cat([prev.state, action, abs_feat], -1)),
+                prev.belief,
+            )
+            belief = _mix(read, self.restart(abs_feat), continued)
+        else:
+            abs_belief, abs_state = prev.abs_belief, prev.abs_state
+            belief = _gru(
+                self.obs_cell, self.obs_input(torch.cat([prev.state, action], -1)), prev.belief
+            )
+        return belief, abs_belief, abs_state, abs_prior_stats, abs_post_stats
+
+    def obs_step(
+        self,
+        prev: RSSMState,
+        action: torch.Tensor,
+        embed: torch.Tensor,
+        reset: torch.Tensor | None = None,
+        *,
+        boundary_logits: torch.Tensor | None = None,
+        first: bool = False,
+    ) -> tuple[RSSMState, RSSMStep]:
+        """One filtering (posterior) step.
+
+        Args:
+            prev: state carried from the previous step.
+            action: ``[*B, action_dim]`` action applied in this transition.
+            embed: ``[*B, embed_dim]`` embedding of the observation reached.
+            reset: ``[*B]`` or ``[*B, 1]`` bool, True where an episode starts.
+            boundary_logits: precomputed posterior boundary logits ``[*B, 2]``
+                (needed for a non-causal posterior; a causal one runs on
+                ``prev.boundary_context``).
+            first: the first step of a sequence (READ everywhere).
+        """
+        prev, action = self._reset(prev, action, reset)
+        read = sample = forced = prior_b_logits = None
+        context = prev.boundary_context
+        if self.levels == 2:
+            structural = reset.reshape(action.shape[:-1]) if reset is not None else None
+            if first:
+                structural = torch.ones(action.shape[:-1], dtype=torch.bool, device=action.device)
+            if boundary_logits is None:
+                boundary_logits, context = self.boundary_posterior.step(
+                    embed, prev.boundary_context
+                )
+            prior_b_logits = self.boundary_prior(self.obs_feature(prev))
+            sample, boundary_logits, prior_b_logits, forced = self._decide_boundary(
+                boundary_logits,
+                prior_b_logits,
+                prev,
+                structural,
+                limit_sample=self.limit_mode == "both",
+            )
+            read = sample.onehot[..., READ : READ + 1]
+        belief, abs_belief, abs_state, abs_prior_stats, abs_post_stats = self._transition(
+            prev, action, read, embed
+        )
+        prior_stats = self.obs_prior(belief)
+        post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
+        state = self.obs_posterior.sample(post_stats, self._deterministic())
+        new = self._next_state(prev, belief, state, abs_belief, abs_state, read, context)
+        return new, RSSMStep(
+            prior_stats,
+            post_stats,
+            abs_prior_stats,
+            abs_post_stats,
+            read,
+            boundary_logits,
+            prior_b_logits,
+            sample.log_sample if sample is not None else None,
+            forced,
+        )
+
+    def img_step(
+        self, prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None = None
+    ) -> tuple[RSSMState, RSSMStep]:
+        """One imagination (prior) step; the boundary comes from the boundary prior.
+
+        The segment limits apply unless ``limit_mode="off"``.
+        """
+        prev, action = self._reset(prev, action, reset)
+        read = sample = forced = prior_b_logits = None
+        if self.levels == 2:
+            structural = reset.reshape(action.shape[:-1]) if reset is not None else None
+            prior_b_logits = self.boundary_prior(self.obs_feature(prev))
+            sample, prior_b_logits, _, forced = self._decide_boundary(
+                prior_b_logits, prior_b_logits, prev, structural, limit_sample=True
+            )
+            read = sample.onehot[..., READ : READ + 1]
+        belief, abs_belief, abs_state, abs_prior_stats, _ = self._transition(
+            prev, action, read, None
+        )
+        prior_stats = self.obs_prior(belief)
+        state = self.obs_prior.sample(prior_stats, self._deterministic())
+        new = self._next_state(
+            prev, belief, state, abs_belief, abs_state, read, prev.boundary_context
+        )
+        return new, RSSMStep(
+            prior_stats,
+            None,
+            abs_prior_stats,
+            None,
+            read,
+            prior_b_logits,
+            prior_b_logits,
+            sample.log_sample if sample is not None else None,
+            forced,
+        )
+
+    def jumpy_step(
+        self, prev: RSSMState, action: torch.Tensor | None = None
+    ) -> tuple[RSSMState, RSSMStep]:
+        """Advance the abstract level by one segment (always READ).
+
+        The observation level restarts from the new abstract feature and takes
+        its prior sample, so the result can be decoded to the segment's first
+        frame. ``action`` defaults to zeros.
+        """
+        if self.levels != 2:
+            raise ValueError("jumpy generation needs levels=2 (there is no abstract level).")
+        if action is None:
+            action = prev.belief.new_zeros(*prev.belief.shape[:-1], self.action_dim)
+        read = torch.ones_like(prev.seg_len)
+        _, abs_belief, abs_state, abs_prior_stats, _ = self._transition(prev, action, read, None)
+        belief = self.restart(torch.cat([abs_belief, abs_state], -1))
+        prior_stats = self.obs_prior(belief)
+        state = self.obs_prior.sample(prior_stats, self._deterministic())
+        new = self._next_state(
+            prev, belief, state, abs_belief, abs_state, read, prev.boundary_context
+        )
+        return new, RSSMStep(prior_stats, None, abs_prior_stats, None, read, None, None, None, None)
+
+    @staticmethod
+    def _next_state(prev, belief, state, abs_belief, abs_state, read, context) -> RSSMState:
+        if read is None:
+            seg_len, seg_num = prev.seg_len + 1, prev.seg_num
+        else:
+            seg_len, seg_num = update_segment_counters(read.detach(), prev.seg_len, prev.seg_num)
+        return RSSMState(belief, state, abs_belief, abs_state, seg_len, seg_num, context)
+
+    # -------------------------------------------------------------- sequences
+    def observe(
+        self,
+        embed: torch.Tensor,
+        action: torch.Tensor,
+        is_init: torch.Tensor | None = None,
+        state: RSSMState | None = None,
+    ) -> tuple[dict[str, torch.Tensor], RSSMState]:
+        """Filter a sequence: ``embed [*B, T, E]``, ``action [*B, T, A]``, ``is_init [*B, T]``.
+
+        Returns the stacked per-step states and statistics (``[*B, T, ...]``)
+        and the final :class:`RSSMState`. The first step is READ. Without
+        ``state`` the sequence starts from zeros.
+        """
+        *batch, steps, _ = embed.shape
+        if action.shape[:-1] != embed.shape[:-1]:
+            raise ValueError(
+                f"action batch/time shape {tuple(action.shape[:-1])} does not match the "
+                f"embedding's {tuple(embed.shape[:-1])}."
+            )
+        if is_init is not None:
+            is_init = is_init.reshape(*batch, steps).bool()
+        if state is None:
+            state = self.initial_state(batch, embed.device, embed.dtype)
+        sequence_logits = None
+        if self.levels == 2 and not self.boundary_posterior.causal:
+            sequence_logits = self.boundary_posterior(embed, is_init)
+        outputs: dict[str, list[torch.Tensor]] = {}
+        for t in range(steps):
+            state, step = self.obs_step(
+                state,
+                action[..., t, :],
+                embed[..., t, :],
+                is_init[..., t] if is_init is not None else None,
+                boundary_logits=(
+                    sequence_logits[..., t, :] if sequence_logits is not None else None
+                ),
+                first=t == 0,
+            )
+            _append(outputs, state, step)
+        return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
+
+    def imagine(
+        self,
+        state: RSSMState,
+        actions: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+        horizon: int | None = None,
+    ) -> tuple[dict[str, torch.Tensor], RSSMState]:
+        """Roll the prior (``full`` generation) for ``horizon`` steps.
+
+        ``actions`` is either a tensor ``[*B, H, A]`` (open loop) or a policy
+        called on the full feature ``[*B, feature_dim]`` of the current state.
+        """
+        if callable(actions):
+            if horizon is None:
+                raise ValueError("imagine() with a policy needs horizon=.")
+        elif horizon is None:
+            horizon = actions.shape[-2]
+        outputs: dict[str, list[torch.Tensor]] = {}
+        for t in range(horizon):
+            action = actions(self.feature(state)) if callable(actions) else actions[..., t, :]
+            state, step = self.img_step(state, action)
+            _append(outputs, state, step)
+        return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
+
+    def generate(
+        self,
+        embed: torch.Tensor,
+        action: torch.Tensor,
+        future_action: torch.Tensor,
+        *,
+        mode: str = "full",
+        is_init: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Open-loop generation after a context.
+
+        Filters the context (``embed``/``action`` ``[*B, T, ...]``), then
+        rolls ``future_action [*B, H, A]``: ``mode="full"`` steps both levels
+        with prior boundaries; ``mode="jumpy"`` steps the abstract level only,
+        each output being the first frame of an imagined segment. Returns
+        stacked states with ``obs_feature`` ``[*B, H, obs_feature_dim]`` ready
+        for a decoder.
+        """
+        if mode not in ("full", "jumpy"):
+            raise ValueError(f"mode={mode!r} is not one of ('full', 'jumpy').")
+        _, state = self.observe(embed, action, is_init)
+        if mode == "full":
+            out, _ = self.imagine(state, future_action)
+        else:
+            outputs: dict[str, list[torch.Tensor]] = {}
+            for t in range(future_action.shape[-2]):
+                state, step = self.jumpy_step(state, future_action[..., t, :])
+                _append(outputs, state, step)
+            out = {key: torch.stack(value, -2) for key, value in outputs.items()}
+        out["obs_feature"] = torch.cat([out["belief"], out["state"]], -1)
+        return out
+
+
+def _append(outputs: dict[str, list[torch.Tensor]], state: RSSMState, step: RSSMStep) -> None:
+    for key, value in zip(RSSMState._fields, state):
+        if key != "boundary_context":
+            outputs.setdefault(key, []).append(value)
+    for key, value in zip(RSSMStep._fields, step):
+        if value is not None:
+            outputs.setdefault(key, []).append(value)
+
+
+# ------------------------------------------------------------------ TensorDict
+DEFAULT_STATE_KEYS: dict[str, NestedKey] = {
+    "belief": "belief",
+    "state": "state",
+    "abs_belief": "abs_belief",
+    "abs_state": "abs_state",
+    "seg_len": "seg_len",
+    "seg_num": "seg_num",
+    "boundary_context": "boundary_context",
+}
+"""Default keys of the recurrent state (acting time, root of the TensorDict)."""
+
+_ROLLOUT_NAMES = (
+    "belief",
+    "state",
+    "abs_belief",
+    "abs_state",
+    "seg_len",
+    "seg_num",
+    "prior_stats",
+    "posterior_stats",
+    "abs_prior_stats",
+    "abs_posterior_stats",
+    "boundary",
+    "boundary_logits",
+    "boundary_prior_logits",
+    "boundary_log_sample",
+    "boundary_forced",
+)
+DEFAULT_ROLLOUT_KEYS: dict[str, NestedKey] = {name: ("next", name) for name in _ROLLOUT_NAMES}
+"""Default output keys of :class:`HierarchicalRSSMRollout` (posterior of ``("next", obs)``)."""
+
+_FLAT_NAMES = {"belief", "state", "seg_len", "seg_num", "prior_stats", "posterior_stats"}
+
+
+def _merge_keys(defaults: dict[str, NestedKey], overrides: dict[str, NestedKey] | None):
+    keys = dict(defaults)
+    for name, key in (overrides or {}).items():
+        if name not in defaults:
+            raise ValueError(f"Unknown key name {name!r}; valid names: {sorted(defaults)}.")
+        keys[name] = key
+    return keys
+
+
+class HierarchicalRSSMRollout(TensorDictModuleBase):
+    """Filter a ``[*B, T]`` TensorDict through a :class:`HierarchicalRSSM`.
+
+    Reads the embedding of the next observations, the actions and ``is_init``;
+    writes the posterior states and all statistics (see
+    :data:`DEFAULT_ROLLOUT_KEYS`; ``levels=1`` writes only the flat ones).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
+        ...                         boundary_proj_dim=4, boundary_hidden=8)
+        >>> rollout = HierarchicalRSSMRollout(rssm)
+        >>> td = TensorDict({"action": torch.randn(3, 5, 2),
+        ...                  "is_init": torch.zeros(3, 5, 1, dtype=torch.bool),
+        ...                  "next": {"embed": torch.randn(3, 5, 16)}}, [3, 5])
+        >>> rollout(td)["next", "abs_state"].shape
+        torch.Size([3, 5, 4])
+    """
+
+    def __init__(
+        self,
+        rssm: HierarchicalRSSM,
+        *,
+        embed_key: NestedKey = ("next", "embed"),
+        action_key: NestedKey = "action",
+        is_init_key: NestedKey | None = "is_init",
+        out_keys: dict[str, NestedKey] | None = None,
+    ):
+        super().__init__()
+        self.rssm = rssm
+        self.embed_key = embed_key
+        self.action_key = action_key
+        self.is_init_key = is_init_key
+        names = _ROLLOUT_NAMES if rssm.levels == 2 else tuple(
+            n for n in _ROLLOUT_NAMES if n in _FLAT_NAMES
+        )
+        keys = _merge_keys(DEFAULT_ROLLOUT_KEYS, out_keys)
+        self.out_key_map = {name: keys[name] for name in names}
+        self.in_keys = [embed_key, action_key] + ([is_init_key] if is_init_key else [])
+        self.out_keys = list(self.out_key_map.values())
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        is_init = (
+            tensordict.get(self.is_init_key, None) if self.is_init_key is not None else None
+        )
+        action = tensordict.get(self.action_key).to(tensordict.get(self.embed_key).dtype)
+        outputs, _ = self.rssm.observe(tensordict.get(self.embed_key), action, is_init)
+        for name, key in self.out_key_map.items():
+            tensordict.set(key, outputs[name])
+        return tensordict
+
+
+class HierarchicalStateEstimator(TensorDictModuleBase):
+    """Acting-time filter: one :meth:`HierarchicalRSSM.obs_step` per call.
+
+    Reads the current embedding, the previous action (``prev_action``), the
+    recurrent state and ``is_init`` from the root of the TensorDict, and
+    overwrites the recurrent state with the posterior of the current
+    observation (as TorchRL's DreamerV3 estimator does); it also writes the
+    READ indicator under ``boundary``. :meth:`make_primer` gives the
+    :class:`~torchrl.envs.TensorDictPrimer` that creates and carries these
+    entries in any TorchRL env/collector. Requires a causal boundary posterior
+    (``boundary_right=0``), which is what makes acting use the training
+    posterior.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
+        ...                         boundary_proj_dim=4, boundary_hidden=8)
+        >>> estimator = HierarchicalStateEstimator(rssm)
+        >>> td = estimator.initial_tensordict([3])
+        >>> td["embed"] = torch.randn(3, 16)
+        >>> td["is_init"] = torch.ones(3, 1, dtype=torch.bool)
+        >>> estimator(td)["boundary"].squeeze(-1).tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(
+        self,
+        rssm: HierarchicalRSSM,
+        *,
+        embed_key: NestedKey = "embed",
+        action_key: NestedKey = "prev_action",
+        is_init_key: NestedKey = "is_init",
+        boundary_key: NestedKey = "boundary",
+        state_keys: dict[str, NestedKey] | None = None,
+    ):
+        super().__init__()
+        if rssm.levels == 2 and not rssm.boundary_posterior.causal:
+            raise ValueError(
+                "HierarchicalStateEstimator needs a causal boundary posterior "
+                "(boundary_right=0); a symmetric window sees future frames."
+            )
+        self.rssm = rssm
+        self.embed_key = embed_key
+        self.action_key = action_key
+        self.is_init_key = is_init_key
+        self.boundary_key = boundary_key
+        self.state_keys = _merge_keys(DEFAULT_STATE_KEYS, state_keys)
+        self.in_keys = [embed_key, action_key, is_init_key, *self.state_keys.values()]
+        self.out_keys = list(self.state_keys.values()) + (
+            [boundary_key] if rssm.levels == 2 else []
+        )
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        prev = RSSMState(*(tensordict.get(key) for key in self.state_keys.values()))
+        embed = tensordict.get(self.embed_key)
+        state, step = self.rssm.obs_step(
+            prev,
+            tensordict.get(self.action_key).to(embed.dtype),
+            embed,
+            tensordict.get(self.is_init_key),
+        )
+        for key, value in zip(self.state_keys.values(), state):
+            tensordict.set(key, value)
+        if step.boundary is not None:
+            tensordict.set(self.boundary_key, step.boundary)
+        return tensordict
+
+    def initial_tensordict(self, batch_shape: Sequence[int], device=None) -> TensorDictBase:
+        """Zero recurrent state and ``prev_action`` (what the primer writes on reset)."""
+        spec = self._state_spec()
+        return spec.zero(tuple(batch_shape)).to(device or spec.device or "cpu")
+
+    def _state_spec(self) -> Composite:
+        shapes = self.rssm.state_shapes()
+        specs = {
+            key: Unbounded(shape=shapes[name], dtype=torch.get_default_dtype())
+            for name, key in self.state_keys.items()
+        }
+        specs[self.action_key] = Unbounded(
+            shape=(self.rssm.action_dim,), dtype=torch.get_default_dtype()
+        )
+        return Composite(specs)
+
+    def make_primer(self) -> TensorDictPrimer:
+        """Primer creating the recurrent entries (zeros) and ``prev_action``."""
+        return TensorDictPrimer(self._state_spec(), expand_specs=True)
+
+
+class PreviousActionWriter(TensorDictModule):
+    """Copies the action just chosen into ``prev_action`` for the next step.
+
+    Put it last in the acting policy, after the actor: the estimator of the
+    next step reads ``prev_action`` (carried over by the primer).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> td = PreviousActionWriter()(TensorDict({"action": torch.ones(2, 3)}, [2]))
+        >>> td["prev_action"].sum().item()
+        6.0
+    """
+
+    def __init__(self, action_key: NestedKey = "action", prev_action_key: NestedKey = "prev_action"):
+        super().__init__(_Float(), in_keys=[action_key], out_keys=[prev_action_key])
+
+
+class _Float(nn.Module):
+    # One-hot (discrete) actions are stored as integers; the RSSM wants floats.
+    def forward(self, action: torch.Tensor) -> torch.Tensor:
+        return action.to(torch.get_default_dtype())
