@@ -1,0 +1,22 @@
+"""Environments for torchrl_vta: ``make_env(name, **options)`` and the transforms it uses.
+
+Importing this package imports neither dm_control nor ale_py: each builder imports its
+simulator when called.
+"""
+
+from torchrl_vta.envs.atari import make_atari_env
+from torchrl_vta.envs.dmc import make_dmc_env
+from torchrl_vta.envs.registry import env_options, make_env, register_env, registered_envs
+from torchrl_vta.envs.transforms import AudioInjection, CenterAudio, ResizeImage
+
+__all__ = [
+    "AudioInjection",
+    "CenterAudio",
+    "ResizeImage",
+    "env_options",
+    "make_atari_env",
+    "make_dmc_env",
+    "make_env",
+    "register_env",
+    "registered_envs",
+]
