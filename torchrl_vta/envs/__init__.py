@@ -5,7 +5,10 @@ simulator when called.
 """
 
 from torchrl_vta.envs.atari import make_atari_env
+from torchrl_vta.envs.balls import make_balls_env
+from torchrl_vta.envs.datasets import generate_dataset, load_or_generate
 from torchrl_vta.envs.dmc import make_dmc_env
+from torchrl_vta.envs.maze import make_maze_env
 from torchrl_vta.envs.registry import env_options, make_env, register_env, registered_envs
 from torchrl_vta.envs.transforms import AudioInjection, CenterAudio, ResizeImage
 
@@ -14,6 +17,10 @@ __all__ = [
     "CenterAudio",
     "ResizeImage",
     "env_options",
+    "generate_dataset",
+    "load_or_generate",
+    "make_balls_env",
+    "make_maze_env",
     "make_atari_env",
     "make_dmc_env",
     "make_env",

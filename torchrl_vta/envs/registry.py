@@ -15,7 +15,9 @@ from typing import Any
 from torchrl.envs import EnvBase
 
 from torchrl_vta.envs.atari import make_atari_env
+from torchrl_vta.envs.balls import make_balls_env
 from torchrl_vta.envs.dmc import make_dmc_env
+from torchrl_vta.envs.maze import make_maze_env
 
 __all__ = ["env_options", "make_env", "register_env", "registered_envs"]
 
@@ -102,3 +104,5 @@ def make_env(name: str, **options: Any) -> EnvBase:
 
 register_env("dmc", make_dmc_env)
 register_env("atari", make_atari_env)
+register_env("balls", make_balls_env)
+register_env("maze", make_maze_env)
