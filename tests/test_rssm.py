@@ -311,3 +311,20 @@ def test_acting_policy_runs_in_a_torchrl_env_with_the_primer():
     assert not torch.equal(rollout["belief"][0], rollout["belief"][1])
     torch.testing.assert_close(rollout["next", "prev_action"], rollout["action"])
     assert (rollout["seg_num"] >= 1).all()
+
+
+def test_sampling_follows_train_mode_not_exploration_type():
+    # TorchRL's LossModule.forward runs under DETERMINISTIC: the world model
+    # must still sample there, and only eval() switches to modes.
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    rssm = tiny_rssm()
+    embed, action, is_init = sequence()
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        first, _ = rssm.observe(embed, action, is_init)
+        second, _ = rssm.observe(embed, action, is_init)
+    assert not torch.equal(first["state"], second["state"])
+    rssm.eval()
+    first, _ = rssm.observe(embed, action, is_init)
+    second, _ = rssm.observe(embed, action, is_init)
+    assert torch.equal(first["state"], second["state"])

@@ -30,7 +30,6 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.data import Composite, Unbounded
 from torchrl.envs import TensorDictPrimer
-from torchrl.envs.utils import ExplorationType, exploration_type
 
 from torchrl_vta.modules._layers import dense_block
 from torchrl_vta.modules.boundary import (
@@ -143,7 +142,7 @@ class HierarchicalRSSM(nn.Module):
             (the first step and ``is_init`` steps are READ regardless).
 
     Latents and boundaries are sampled in training mode and take their modes
-    in eval mode or under a deterministic TorchRL exploration type.
+    in eval mode (``module.eval()``), whatever TorchRL's exploration type.
 
     Examples:
         >>> import torch
@@ -330,10 +329,9 @@ class HierarchicalRSSM(nn.Module):
 
     # ------------------------------------------------------------- one step
     def _deterministic(self) -> bool:
-        return (not self.training) or exploration_type() in (
-            ExplorationType.DETERMINISTIC,
-            ExplorationType.MODE,
-        )
+        # Deliberately not TorchRL's exploration type: LossModule.forward runs
+        # under DETERMINISTIC, and the world model must keep sampling there.
+        return not self.training
 
     @staticmethod
     def _reset(prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None):

@@ -87,9 +87,9 @@ class HierarchicalWorldModel(TensorDictModuleBase):
         )
         keys = self.rollout.out_key_map
         self.feature_keys = [keys[name] for name in FEATURE_NAMES if name in keys]
-        #: observation key in the data -> its reconstruction key, for the loss.
+        #: decoder key -> (observation key in the data, reconstruction key), for the loss.
         self.reconstruction_keys = {
-            _prefixed(obs_prefix, obs_key): _prefixed(obs_prefix, _reco_name(obs_key))
+            obs_key: (_prefixed(obs_prefix, obs_key), _prefixed(obs_prefix, _reco_name(obs_key)))
             for obs_key in decoder.out_keys
         }
         self.decoder_module = make_decoder_module(

@@ -1,0 +1,593 @@
+"""Imagination actor-critic losses for the hierarchical world model (DreamerV3 style).
+
+* :class:`ImaginationActorLoss` imagines from every posterior state of a
+  rolled-out replay batch (:func:`~torchrl_vta.objectives.imagination.imagine_trajectories`),
+  computes continue-weighted λ-returns with TorchRL's
+  :func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`,
+  normalises them with TorchRL's :class:`~torchrl.modules.PercentileValueNorm`
+  and returns the REINFORCE or dynamics-backprop actor loss.
+* The critic is trained by TorchRL's own
+  :class:`~torchrl.objectives.DreamerV3ValueLoss`, configured DreamerV3-style
+  by :func:`make_value_loss` (two-hot, slow-critic regulariser 1.0, weights
+  from ``discount_weight``) on the value model of :func:`make_value_model`;
+  :func:`make_target_updater` gives the slow critic's
+  :class:`~torchrl.objectives.SoftUpdate` (τ = 0.02).
+
+One learner step::
+
+    world_model(batch)                         # posterior under ("next", ...)
+    actor_td, imagined = actor_loss(batch)     # imagined: [B*T, H], detached
+    value_td, _ = value_loss(imagined)         # reads "lambda_target", "discount_weight"
+    replay = actor_loss.replay_value_input(batch, imagined)       # optional,
+    replay_td = value_loss.replay_value_loss(replay, horizon=333)  # weight 0.3
+    (actor_td["loss_actor"]).backward(); actor_opt.step()
+    (value_td["loss_value"] + 0.3 * replay_td["loss_replay_value"]).backward()
+    critic_opt.step(); target_updater.step()
+
+TorchRL's :class:`~torchrl.objectives.DreamerV3ActorLoss` could not be reused:
+it rolls a :class:`~torchrl.envs.model_based.dreamer.DreamerEnv` whose state
+is a single ``state``/``belief`` latent and ``select``-s only those keys, so
+the abstract level, the boundaries and the segment counters would be dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import (
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    TensorDictSequential,
+)
+from tensordict.utils import NestedKey
+from torch import distributions as D
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import PercentileValueNorm, SymExpTwoHot
+from torchrl.modules.value_norm import ValueNorm
+from torchrl.objectives import DreamerV3ValueLoss, LossModule, SoftUpdate
+from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
+from torchrl.objectives.value.functional import td_lambda_return_estimate
+
+from torchrl_vta.modules.heads import ValueHead
+from torchrl_vta.modules.rssm import RSSMState
+from torchrl_vta.objectives.imagination import DEFAULT_GAMMA, frozen, imagine_trajectories
+
+__all__ = [
+    "GRADIENTS",
+    "ImaginationActorLoss",
+    "lambda_returns",
+    "make_target_updater",
+    "make_value_loss",
+    "make_value_model",
+]
+
+GRADIENTS = ("auto", "reinforce", "dynamics")
+
+_START_FIELDS = ("belief", "state", "abs_belief", "abs_state", "seg_len", "seg_num")
+
+
+def make_value_model(
+    feature_dim: int,
+    *,
+    layers: int = 2,
+    units: int = 256,
+    num_bins: int = 255,
+    feature_key: NestedKey = "feature",
+    value_key: NestedKey = "state_value",
+    logits_key: NestedKey = "state_value_logits",
+) -> TensorDictSequential:
+    """Two-hot critic: ``feature -> state_value_logits -> state_value``.
+
+    A zero-initialised :class:`~torchrl_vta.modules.heads.ValueHead` writes the
+    logits over TorchRL's symexp support; a :class:`~torchrl.modules.SymExpTwoHot`
+    decodes them into ``state_value`` ``[*, 1]`` (what the actor loss and the
+    slow-critic regulariser of :class:`~torchrl.objectives.DreamerV3ValueLoss` read).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> value_model = make_value_model(6, units=16)
+        >>> td = value_model(TensorDict({"feature": torch.randn(4, 6)}, [4]))
+        >>> td["state_value_logits"].shape, td["state_value"].abs().max().item()
+        (torch.Size([4, 255]), 0.0)
+    """
+    head = ValueHead(feature_dim, layers=layers, units=units, num_bins=num_bins)
+    return TensorDictSequential(
+        TensorDictModule(head, in_keys=[feature_key], out_keys=[logits_key]),
+        TensorDictModule(SymExpTwoHot(num_bins), in_keys=[logits_key], out_keys=[value_key]),
+    )
+
+
+def make_value_loss(
+    value_model: TensorDictModule,
+    *,
+    slow_regularization: float = 1.0,
+    num_bins: int = 255,
+    actor_loss: ImaginationActorLoss | None = None,
+    value_key: NestedKey = "state_value",
+    logits_key: NestedKey = "state_value_logits",
+    discount_key: NestedKey = "discount_weight",
+) -> DreamerV3ValueLoss:
+    """TorchRL's :class:`~torchrl.objectives.DreamerV3ValueLoss`, configured as in DreamerV3.
+
+    Two-hot cross entropy to the imagined ``"lambda_target"``, plus
+    ``slow_regularization`` times the two-hot cross entropy to the slow
+    (target) critic's decoded prediction, each step weighted by
+    ``discount_key``. Feed it the second output of
+    :class:`ImaginationActorLoss` (already detached). TorchRL reads the
+    λ-target under the fixed key ``"lambda_target"``: keep that name in the
+    actor loss. ``actor_loss`` only matters when ``discount_key`` is absent
+    (TorchRL then rebuilds the weights from the actor loss's ``gamma``).
+    Step :func:`make_target_updater` after each critic update.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> loss = make_value_loss(make_value_model(6, units=16))
+        >>> target_updater = make_target_updater(loss)
+        >>> imagined = TensorDict({"feature": torch.randn(4, 3, 6),
+        ...                        "lambda_target": torch.randn(4, 3, 1),
+        ...                        "discount_weight": torch.ones(4, 3, 1)}, [4, 3])
+        >>> loss(imagined)[0]["loss_value"].shape
+        torch.Size([])
+    """
+    if not slow_regularization >= 0:
+        raise ValueError(f"slow_regularization must be >= 0, got {slow_regularization}.")
+    loss = DreamerV3ValueLoss(
+        value_model,
+        value_loss="two_hot",
+        discount_loss=True,
+        num_value_bins=num_bins,
+        actor_loss=actor_loss,
+        slow_critic_regularization=slow_regularization,
+    )
+    loss.set_keys(value=value_key, value_logits=logits_key, discount_weight=discount_key)
+    return loss
+
+
+def make_target_updater(value_loss: DreamerV3ValueLoss, *, tau: float = 0.02) -> SoftUpdate:
+    """TorchRL's :class:`~torchrl.objectives.SoftUpdate` of the slow critic (EMA rate ``tau``).
+
+    Call ``.step()`` after every critic optimiser step.
+
+    Examples:
+        >>> loss = make_value_loss(make_value_model(6, units=16))
+        >>> updater = make_target_updater(loss)
+        >>> updater.step()
+    """
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau}.")
+    if not value_loss.slow_critic_regularization:
+        raise ValueError(
+            "value_loss has no slow critic (slow_regularization=0): there is no target to update."
+        )
+    return SoftUpdate(value_loss, tau=tau)
+
+
+class ImaginationActorLoss(LossModule):
+    """DreamerV3 actor loss on imagined trajectories of the hierarchical RSSM.
+
+    ``forward(tensordict)`` takes a replay batch rolled out by the world model
+    (posterior states under ``("next", ...)``, any batch shape, typically
+    ``[B, T]``), imagines ``horizon`` steps from each of its ``N`` states
+    and returns ``(loss_td, imagined)``:
+
+    * ``loss_td``: ``loss_actor`` and detached diagnostics ``actor_entropy``,
+      ``return_mean``, ``return_scale``, ``value_mean``, ``continue_mean``,
+      ``return_low``/``return_high`` (percentile norm) and (``levels=2``)
+      ``imagined_boundary_rate`` (READ rate of the imagined transitions);
+    * ``imagined``: the first ``horizon`` states of the imagined trajectories,
+      batch ``[N, horizon]``, detached, with ``lambda_target`` and
+      ``discount_weight`` (and every entry of
+      :func:`~torchrl_vta.objectives.imagination.imagine_trajectories`):
+      the input of :func:`make_value_loss`'s loss.
+
+    λ-returns: ``R_t = r_{t+1} + γ c_{t+1} ((1 - λ) v_{t+1} + λ R_{t+1})``,
+    ``R_H = v_H``, with ``v`` the (frozen) online critic. The loss is
+    ``-mean(w_t (obj_t + η H[π(·|s_t)]))`` with ``w`` the detached
+    ``discount_weight``, η = ``entropy_coef`` and ``obj_t`` either
+    ``log π(a_t|s_t) sg((R_t - v_t) / S)`` (REINFORCE) or ``R_t / S``
+    (dynamics backprop); ``S = max(1, EMA(P95 - P5))`` from ``return_norm``
+    (updated in training mode). No world-model or critic parameter receives
+    a gradient; with dynamics backprop the gradient reaches the actor
+    through the frozen world model.
+
+    Args:
+        actor: a :class:`~tensordict.nn.ProbabilisticTensorDictSequential`
+            (e.g. :func:`~torchrl_vta.modules.actor.make_actor`) reading the
+            ``feature`` key and writing the ``action`` key.
+        world_model: a :class:`~torchrl_vta.modules.world_model.HierarchicalWorldModel`
+            (or anything with ``rssm``, ``reward_head`` and ``continue_head``).
+            Not registered as a submodule: its parameters are not the actor
+            loss's, and ``.to(device)`` does not move it.
+
+    Keyword Args:
+        value_model: the critic (:func:`make_value_model`), reading the
+            ``feature`` key and writing the ``value`` key. Not registered either.
+        horizon (int): imagination length. Defaults to 15.
+        gamma (float): discount in ``(0, 1]``. Defaults to ``1 - 1/333``.
+        lmbda (float): λ in ``[0, 1]``. Defaults to 0.95.
+        entropy_coef (float): entropy bonus η ``>= 0``. Defaults to 3e-4.
+        gradient (str): ``"reinforce"``, ``"dynamics"`` or ``"auto"``
+            (REINFORCE for categorical actors, dynamics for the others).
+        return_norm (ValueNorm, optional): return normaliser; defaults to
+            TorchRL's :class:`~torchrl.modules.PercentileValueNorm` with
+            quantiles (0.05, 0.95), rate 0.01 (decay 0.99), min scale 1.
+
+    ``gamma``/``lmbda`` live in a TorchRL ``TDLambdaEstimator`` (see
+    :meth:`make_value_estimator`); the returns themselves come from the
+    functional TD(λ) with a per-step discount ``γ c_{t+1}``, which the
+    estimator's scalar ``gamma`` cannot express.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded, Composite, Unbounded
+        >>> from torchrl_vta.modules.actor import make_actor
+        >>> from torchrl_vta.modules.world_model import make_world_model
+        >>> action_spec = Bounded(-1, 1, (2,))
+        >>> wm = make_world_model(Composite(position=Unbounded((5,))), action_spec, preset="test")
+        >>> actor = make_actor(action_spec, wm.rssm.feature_dim, units=16)
+        >>> value_model = make_value_model(wm.rssm.feature_dim, units=16)
+        >>> loss = ImaginationActorLoss(actor, wm, value_model=value_model, horizon=4)
+        >>> batch = wm(TensorDict({"action": torch.zeros(2, 3, 2),
+        ...                        "is_init": torch.zeros(2, 3, 1, dtype=torch.bool),
+        ...                        "next": {"position": torch.randn(2, 3, 5),
+        ...                                 "terminated": torch.zeros(2, 3, 1, dtype=torch.bool)}},
+        ...                       [2, 3]))
+        >>> loss_td, imagined = loss(batch)
+        >>> loss_td["loss_actor"].requires_grad, imagined.batch_size
+        (True, torch.Size([6, 4]))
+        >>> value_loss = make_value_loss(value_model, actor_loss=loss)
+        >>> target_updater = make_target_updater(value_loss)
+        >>> value_td, _ = value_loss(imagined)
+        >>> value_td["loss_value"].shape
+        torch.Size([])
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Configurable tensordict keys.
+
+        Replay inputs (defaults follow the world model's rollout keys):
+
+        Attributes:
+            belief, state, abs_belief, abs_state, seg_len, seg_num (NestedKey):
+                posterior states to imagine from. Defaults ``("next", <name>)``.
+            terminated (NestedKey): gives the start continue ``1 - terminated``
+                (optional entry). Defaults to ``("next", "terminated")``.
+            boundary (NestedKey): posterior READ indicator of the start states
+                (optional entry). Defaults to ``("next", "boundary")``.
+
+        Imagined entries:
+
+        Attributes:
+            feature, action, action_log_prob, action_entropy, reward,
+            continuation, imagined_boundary, imagined_seg_len,
+            discount_weight (NestedKey): see
+                :func:`~torchrl_vta.objectives.imagination.imagine_trajectories`.
+                Defaults ``"feature"``, ``"action"``, ``"action_log_prob"``,
+                ``"action_entropy"``, ``"reward"``, ``"continue"``,
+                ``"boundary"``, ``"seg_len"``, ``"discount_weight"``.
+            value (NestedKey): decoded critic output. Defaults to ``"state_value"``.
+            lambda_target (NestedKey): λ-returns. Defaults to ``"lambda_target"``
+                (the key TorchRL's value loss reads).
+        """
+
+        belief: NestedKey = ("next", "belief")
+        state: NestedKey = ("next", "state")
+        abs_belief: NestedKey = ("next", "abs_belief")
+        abs_state: NestedKey = ("next", "abs_state")
+        seg_len: NestedKey = ("next", "seg_len")
+        seg_num: NestedKey = ("next", "seg_num")
+        terminated: NestedKey = ("next", "terminated")
+        boundary: NestedKey = ("next", "boundary")
+        feature: NestedKey = "feature"
+        action: NestedKey = "action"
+        action_log_prob: NestedKey = "action_log_prob"
+        action_entropy: NestedKey = "action_entropy"
+        reward: NestedKey = "reward"
+        continuation: NestedKey = "continue"
+        imagined_boundary: NestedKey = "boundary"
+        imagined_seg_len: NestedKey = "seg_len"
+        discount_weight: NestedKey = "discount_weight"
+        value: NestedKey = "state_value"
+        lambda_target: NestedKey = "lambda_target"
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+    default_value_estimator = ValueEstimators.TDLambda
+
+    def __init__(
+        self,
+        actor: ProbabilisticTensorDictSequential,
+        world_model,
+        *,
+        value_model: TensorDictModule,
+        horizon: int = 15,
+        gamma: float = DEFAULT_GAMMA,
+        lmbda: float = 0.95,
+        entropy_coef: float = 3e-4,
+        gradient: str = "auto",
+        return_norm: ValueNorm | None = None,
+    ):
+        super().__init__()
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be a positive int, got {horizon!r}.")
+        if isinstance(entropy_coef, bool) or not isinstance(entropy_coef, (int, float)) or not entropy_coef >= 0:
+            raise ValueError(f"entropy_coef must be a float >= 0, got {entropy_coef!r}.")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient={gradient!r} is not one of {GRADIENTS}.")
+        if return_norm is not None and not isinstance(return_norm, ValueNorm):
+            raise ValueError(
+                f"return_norm must be a torchrl ValueNorm (e.g. PercentileValueNorm), "
+                f"got {type(return_norm).__name__}."
+            )
+        for name in ("rssm", "reward_head", "continue_head"):
+            if not hasattr(world_model, name):
+                raise ValueError(f"world_model has no {name!r} attribute.")
+        self.actor = actor
+        # Stashed, not registered: the world model and the critic belong to
+        # their own losses/optimisers and must not show up in this loss's
+        # parameters (TorchRL's DreamerV3ActorLoss does the same for the critic).
+        self.__dict__["world_model"] = world_model
+        self.__dict__["value_model"] = value_model
+        self.horizon = horizon
+        self.entropy_coef = float(entropy_coef)
+        self.gradient = gradient if gradient != "auto" else (
+            "reinforce" if _is_categorical(actor) else "dynamics"
+        )
+        self.retnorm = (
+            return_norm
+            if return_norm is not None
+            else PercentileValueNorm(quantiles=(0.05, 0.95), rate=0.01, min_scale=1.0)
+        )
+        self.out_keys = ["loss_actor"]
+        rollout_keys = getattr(getattr(world_model, "rollout", None), "out_key_map", {})
+        # set_keys also refreshes in_keys (through _forward_value_estimator_keys).
+        self.set_keys(**{name: rollout_keys[name] for name in _START_FIELDS if name in rollout_keys})
+        self.make_value_estimator(ValueEstimators.TDLambda, gamma=gamma, lmbda=lmbda)
+
+    # ------------------------------------------------------------ estimator
+    def make_value_estimator(self, value_type: ValueEstimators = None, **hyperparams):
+        """Attach the TD(λ) estimator holding ``gamma`` and ``lmbda`` (the only supported type).
+
+        Examples:
+            >>> from torchrl.data import OneHot, Composite, Unbounded
+            >>> from torchrl_vta.modules.actor import make_actor
+            >>> from torchrl_vta.modules.world_model import make_world_model
+            >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
+            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), wm.rssm.feature_dim, units=16), wm,
+            ...                             value_model=make_value_model(wm.rssm.feature_dim, units=16))
+            >>> _ = loss.make_value_estimator(gamma=0.99, lmbda=0.9)
+            >>> round(loss.value_estimator.gamma.item(), 4), loss.gradient
+            (0.99, 'reinforce')
+        """
+        if value_type is None:
+            value_type = self.default_value_estimator
+        previous = self._value_estimator
+        if previous is not None:
+            hyperparams.setdefault("gamma", previous.gamma.item())
+            hyperparams.setdefault("lmbda", previous.lmbda.item())
+        gamma = hyperparams.get("gamma", DEFAULT_GAMMA)
+        lmbda = hyperparams.get("lmbda", 0.95)
+        if not 0 < gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}.")
+        if not 0 <= lmbda <= 1:
+            raise ValueError(f"lmbda must be in [0, 1], got {lmbda}.")
+        hyperparams.update(gamma=gamma, lmbda=lmbda)
+        dispatch_value_estimator(
+            self,
+            value_type,
+            supported=(ValueEstimators.TDLambda,),
+            tensor_keys={"value": self.tensor_keys.value},
+            value_network=None,
+            **hyperparams,
+        )
+        return self
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        if self._value_estimator is not None:
+            self._value_estimator.set_keys(value=self.tensor_keys.value)
+        self._set_in_keys()
+
+    def _set_in_keys(self) -> None:
+        keys = self.tensor_keys
+        names = [n for n in _START_FIELDS if self.world_model.rssm.levels == 2 or not n.startswith("abs_")]
+        self.in_keys = [getattr(keys, n) for n in names] + [keys.terminated, keys.boundary]
+
+    # --------------------------------------------------------------- inputs
+    def start_state(self, tensordict: TensorDictBase) -> RSSMState:
+        """The posterior states of ``tensordict``, flattened to ``[N, ...]`` and detached."""
+        rssm = self.world_model.rssm
+        keys = self.tensor_keys
+        batch = tensordict.batch_size
+        n = batch.numel()
+        fields = {}
+        for name in _START_FIELDS:
+            key = getattr(keys, name)
+            if name.startswith("abs_") and rssm.levels == 1:
+                continue
+            value = tensordict.get(key, None)
+            if value is None:
+                raise KeyError(
+                    f"ImaginationActorLoss needs the posterior entry {key!r} ({name}): "
+                    "run the world model on the batch first, or rename it with set_keys."
+                )
+            fields[name] = value.detach().reshape(n, *value.shape[len(batch):])
+        belief = fields["belief"]
+        start = rssm.initial_state([n], belief.device, belief.dtype)
+        return start._replace(**fields)
+
+    def _optional(self, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor | None:
+        value = tensordict.get(key, None)
+        if value is None:
+            return None
+        return value.detach().reshape(tensordict.batch_size.numel(), 1)
+
+    # -------------------------------------------------------------- forward
+    def forward(self, tensordict: TensorDictBase) -> tuple[TensorDict, TensorDict]:
+        keys = self.tensor_keys
+        value_model = self.value_model
+        if keys.feature not in value_model.in_keys:
+            raise ValueError(
+                f"The value model reads {value_model.in_keys}, not the imagined feature "
+                f"key {keys.feature!r}."
+            )
+        world_model = self.world_model
+        terminated = self._optional(tensordict, keys.terminated)
+        # No `gamma` attribute on purpose: TorchRL's dispatch_value_estimator
+        # would read it while the estimator is being built.
+        gamma = float(self.value_estimator.gamma)
+        # LossModule.forward runs under DETERMINISTIC exploration; imagination samples.
+        with set_exploration_type(ExplorationType.RANDOM):
+            imagined = imagine_trajectories(
+                world_model.rssm,
+                self.actor,
+                world_model.reward_head,
+                world_model.continue_head,
+                self.start_state(tensordict),
+                self.horizon,
+                start_continue=None if terminated is None else 1 - terminated.float(),
+                start_boundary=self._optional(tensordict, keys.boundary),
+                gamma=gamma,
+                backprop=self.gradient == "dynamics",
+                feature_key=keys.feature,
+                action_key=keys.action,
+                log_prob_key=keys.action_log_prob,
+                entropy_key=keys.action_entropy,
+                reward_key=keys.reward,
+                continue_key=keys.continuation,
+                boundary_key=keys.imagined_boundary,
+                seg_len_key=keys.imagined_seg_len,
+                discount_key=keys.discount_weight,
+            )
+        value_td = imagined.select(*value_model.in_keys)
+        with frozen(value_model):
+            value = value_model(value_td).get(keys.value)
+        reward = imagined.get(keys.reward)
+        cont = imagined.get(keys.continuation)
+        lambda_target = lambda_returns(
+            reward[..., 1:, :], value[..., 1:, :], cont[..., 1:, :], gamma, float(self.value_estimator.lmbda)
+        )
+        horizon = self.horizon
+        weight = imagined.get(keys.discount_weight)[..., :horizon, :]
+        entropy = imagined.get(keys.action_entropy)[..., :horizon, :]
+        baseline = value[..., :horizon, :]
+        if self.training:
+            self.retnorm.update(lambda_target)
+        scale = self.retnorm.scale()
+        if self.gradient == "reinforce":
+            advantage = ((lambda_target - baseline) / scale).detach()
+            objective = imagined.get(keys.action_log_prob)[..., :horizon, :] * advantage
+        else:
+            objective = lambda_target / scale
+        loss = -(weight * (objective + self.entropy_coef * entropy)).mean()
+
+        diagnostics = {
+            "loss_actor": loss,
+            "actor_entropy": entropy.mean().detach(),
+            "return_mean": lambda_target.mean().detach(),
+            "return_scale": scale.detach().reshape(()).clone(),
+            "value_mean": baseline.mean().detach(),
+            "continue_mean": cont[..., 1:, :].mean().detach(),
+        }
+        if isinstance(self.retnorm, PercentileValueNorm):
+            diagnostics["return_low"] = self.retnorm.low.detach().reshape(()).clone()
+            diagnostics["return_high"] = self.retnorm.high.detach().reshape(()).clone()
+        if keys.imagined_boundary in imagined.keys(True):
+            diagnostics["imagined_boundary_rate"] = (
+                imagined.get(keys.imagined_boundary)[..., 1:, :].mean().detach()
+            )
+        out = imagined[..., :horizon].detach()
+        out.set(keys.lambda_target, lambda_target.detach())
+        return TensorDict(diagnostics, []), out
+
+    def replay_value_input(
+        self, tensordict: TensorDictBase, imagined: TensorDictBase, *, detach: bool = True
+    ) -> TensorDict:
+        """Inputs of TorchRL's ``DreamerV3ValueLoss.replay_value_loss`` for this batch.
+
+        The replay-value loss (DreamerV3 2025, weight 0.3) trains the critic
+        on the replay posterior states themselves, towards λ-returns along the
+        replay sequence that bootstrap from each state's first imagined
+        return. Returns a TensorDict with the batch of ``tensordict``
+        (``[B, T]``): the feature (detached unless ``detach=False``),
+        ``"bootstrap"`` (``imagined["lambda_target"][:, 0]``) and the replay
+        ``("next", "reward" / "done" / "terminated")``. Call
+        ``value_loss.replay_value_loss(out, horizon=1 / (1 - gamma), lmbda=lmbda)``.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from torchrl.data import OneHot, Composite, Unbounded
+            >>> from torchrl_vta.modules.actor import make_actor
+            >>> from torchrl_vta.modules.world_model import make_world_model
+            >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
+            >>> value_model = make_value_model(wm.rssm.feature_dim, units=16)
+            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), wm.rssm.feature_dim, units=16), wm,
+            ...                             value_model=value_model, horizon=3)
+            >>> zeros = torch.zeros(2, 4, 1, dtype=torch.bool)
+            >>> batch = wm(TensorDict({"action": torch.eye(3)[torch.zeros(2, 4, dtype=torch.long)],
+            ...                        "is_init": zeros, "next": {"position": torch.randn(2, 4, 5),
+            ...                        "reward": torch.ones(2, 4, 1), "done": zeros,
+            ...                        "terminated": zeros}}, [2, 4]))
+            >>> _, imagined = loss(batch)
+            >>> replay = loss.replay_value_input(batch, imagined)
+            >>> value_loss = make_value_loss(value_model)
+            >>> target_updater = make_target_updater(value_loss)
+            >>> value_loss.replay_value_loss(replay, horizon=333.0)["loss_replay_value"].shape
+            torch.Size([])
+        """
+        keys = self.tensor_keys
+        rssm = self.world_model.rssm
+        batch = tensordict.batch_size
+        names = ("belief", "state") + (("abs_belief", "abs_state") if rssm.levels == 2 else ())
+        feature = torch.cat([tensordict.get(getattr(keys, name)) for name in names], -1)
+        bootstrap = imagined.get(keys.lambda_target)[..., 0, :].reshape(*batch, 1)
+        out = TensorDict(
+            {keys.feature: feature.detach() if detach else feature, "bootstrap": bootstrap.detach()},
+            batch,
+        )
+        for name in ("reward", "done", "terminated"):
+            value = tensordict.get(("next", name), None)
+            if value is None:
+                raise KeyError(f"replay_value_input needs the replay entry ('next', {name!r}).")
+            out.set(("next", name), value)
+        return out
+
+
+def lambda_returns(
+    reward: torch.Tensor,
+    value: torch.Tensor,
+    cont: torch.Tensor,
+    gamma: float,
+    lmbda: float,
+) -> torch.Tensor:
+    """DreamerV3 λ-returns with continue weights, ``[*B, H, 1]``.
+
+    ``reward``, ``value`` and ``cont`` are those of the states reached,
+    ``1..H``: ``R_t = r_{t+1} + γ c_{t+1} ((1 - λ) v_{t+1} + λ R_{t+1})``,
+    ``R_H = v_H``. This is TorchRL's
+    :func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`
+    with the per-step discount ``γ c_{t+1}`` (its sequential form is exact
+    for a tensor discount and faster on CPU than the vectorised one).
+
+    Examples:
+        >>> import torch
+        >>> lambda_returns(torch.ones(1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 2, 1), 0.5, 1.0)
+        tensor([[[1.5000],
+                 [1.0000]]])
+    """
+    never = torch.zeros(reward.shape, dtype=torch.bool, device=reward.device)
+    return td_lambda_return_estimate(gamma * cont, lmbda, value, reward, never, never)
+
+
+def _is_categorical(actor: ProbabilisticTensorDictSequential) -> bool:
+    for module in actor.modules():
+        if isinstance(module, ProbabilisticTensorDictModule):
+            return issubclass(module.distribution_class, (D.Categorical, D.OneHotCategorical))
+    raise ValueError("actor has no ProbabilisticTensorDictModule: it cannot be a policy.")

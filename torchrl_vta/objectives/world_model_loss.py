@@ -1,0 +1,291 @@
+"""World-model loss of the hierarchical RSSM (reconstruction, reward, continue, KLs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+
+from torchrl_vta.modules.boundary import READ, concrete_log_prob
+from torchrl_vta.modules.encoders import key_name
+from torchrl_vta.modules.world_model import HierarchicalWorldModel
+
+__all__ = ["WorldModelLoss"]
+
+_BOUNDARY_KL = ("categorical", "concrete")
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value}.")
+    return float(value)
+
+
+def _get(tensordict: TensorDictBase, key: NestedKey, name: str) -> torch.Tensor:
+    value = tensordict.get(key, None)
+    if value is None:
+        raise KeyError(
+            f"WorldModelLoss needs {key!r} ({name}) in the input TensorDict; if it lives "
+            f"under another key, call loss.set_keys({name}=<that key>)."
+        )
+    return value
+
+
+def _masked_mean(value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return value.mean()
+    return (value * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _categorical_kl(q_logits: torch.Tensor, p_logits: torch.Tensor) -> torch.Tensor:
+    q_log = q_logits.log_softmax(-1)
+    return (q_log.exp() * (q_log - p_logits.log_softmax(-1))).sum(-1)
+
+
+class WorldModelLoss(LossModule):
+    """Loss of a :class:`~torchrl_vta.modules.HierarchicalWorldModel`.
+
+    Runs the world model on a replay TensorDict ``[*B, T]`` and returns:
+
+    * ``loss_reco``: sum over decoder keys of their per-sample losses
+      (image MSE, vector symlog-MSE, audio MSE), averaged over ``B, T``;
+    * ``loss_reward``: symlog two-hot cross-entropy of the reward;
+    * ``loss_continue``: Bernoulli log-loss of ``1 - terminated``;
+    * ``loss_kl``: observation-level KL with the DreamerV3 split
+      ``kl_dyn * max(free_bits, KL[sg q || p]) + kl_rep * max(free_bits, KL[q || sg p])``;
+    * ``loss_kl_abs`` (``levels=2``): the same for the abstract level,
+      counted only on READ steps (COPY steps contribute exactly zero) and
+      averaged over all steps, as in VTA;
+    * ``loss_boundary`` (``levels=2``): boundary KL on the steps whose
+      boundary was not forced: ``"categorical"`` (dyn/rep split of the
+      2-class KL) or ``"concrete"`` (the original VTA single-sample
+      ``log q~(y) - log p~(y)`` of the relaxed sample);
+    * ``loss_boundary_rate`` (when ``boundary_rate_scale > 0``): a soft
+      alternative to hard limits, ``(mean q(READ) - boundary_rate_target)^2``.
+
+    Detached diagnostics: ``kl_obs``, ``kl_abs``, ``kl_boundary``,
+    ``boundary_rate``, ``mean_segment_length``, ``reco_<key>``. The rollout
+    entries stay in the input TensorDict (the actor-critic starts from them).
+
+    Keyword Args:
+        reco_scale, reward_scale, continue_scale: term weights (default 1).
+        kl_dyn, kl_rep, free_bits: observation-level KL (DreamerV3 2023:
+            0.5, 0.1, 1.0).
+        abs_kl_dyn, abs_kl_rep, abs_free_bits: abstract level (default: as the
+            observation level).
+        boundary_kl: ``"categorical"`` (default) or ``"concrete"``.
+        boundary_scale, boundary_kl_dyn, boundary_kl_rep: boundary KL weights
+            (the split applies to ``"categorical"``).
+        boundary_rate_target, boundary_rate_scale: boundary-rate regulariser
+            (off by default).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded, Composite, Unbounded
+        >>> from torchrl_vta.modules.world_model import make_world_model
+        >>> model = make_world_model(Composite(position=Unbounded((5,))),
+        ...                          Bounded(-1, 1, (2,)), preset="test")
+        >>> loss = WorldModelLoss(model)
+        >>> td = TensorDict({"action": torch.zeros(2, 4, 2),
+        ...                  "is_init": torch.zeros(2, 4, 1, dtype=torch.bool),
+        ...                  "next": {"position": torch.randn(2, 4, 5),
+        ...                           "reward": torch.zeros(2, 4, 1),
+        ...                           "terminated": torch.zeros(2, 4, 1, dtype=torch.bool)}},
+        ...                 [2, 4])
+        >>> losses = loss(td)
+        >>> sorted(k for k in losses.keys() if k.startswith("loss_"))
+        ['loss_boundary', 'loss_continue', 'loss_kl', 'loss_kl_abs', 'loss_reco', 'loss_reward']
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Keys read by the loss (all under the replay TensorDict).
+
+        Attributes:
+            reward: true reward. Defaults to ``("next", "reward")``.
+            terminated: true termination flag. Defaults to ``("next", "terminated")``.
+            reward_logits, continue_logits: world-model head outputs.
+            prior_stats, posterior_stats, abs_prior_stats, abs_posterior_stats,
+            boundary, boundary_logits, boundary_prior_logits,
+            boundary_log_sample, boundary_forced, seg_len: rollout outputs
+            (see :data:`~torchrl_vta.modules.rssm.DEFAULT_ROLLOUT_KEYS`).
+        """
+
+        reward: NestedKey = ("next", "reward")
+        terminated: NestedKey = ("next", "terminated")
+        reward_logits: NestedKey = ("next", "reward_logits")
+        continue_logits: NestedKey = ("next", "continue_logits")
+        prior_stats: NestedKey = ("next", "prior_stats")
+        posterior_stats: NestedKey = ("next", "posterior_stats")
+        abs_prior_stats: NestedKey = ("next", "abs_prior_stats")
+        abs_posterior_stats: NestedKey = ("next", "abs_posterior_stats")
+        boundary: NestedKey = ("next", "boundary")
+        boundary_logits: NestedKey = ("next", "boundary_logits")
+        boundary_prior_logits: NestedKey = ("next", "boundary_prior_logits")
+        boundary_log_sample: NestedKey = ("next", "boundary_log_sample")
+        boundary_forced: NestedKey = ("next", "boundary_forced")
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+
+    def __init__(
+        self,
+        world_model: HierarchicalWorldModel,
+        *,
+        reco_scale: float = 1.0,
+        reward_scale: float = 1.0,
+        continue_scale: float = 1.0,
+        kl_dyn: float = 0.5,
+        kl_rep: float = 0.1,
+        free_bits: float = 1.0,
+        abs_kl_dyn: float | None = None,
+        abs_kl_rep: float | None = None,
+        abs_free_bits: float | None = None,
+        boundary_kl: str = "categorical",
+        boundary_scale: float = 1.0,
+        boundary_kl_dyn: float = 0.5,
+        boundary_kl_rep: float = 0.1,
+        boundary_rate_target: float | None = None,
+        boundary_rate_scale: float = 0.0,
+    ):
+        super().__init__()
+        if boundary_kl not in _BOUNDARY_KL:
+            raise ValueError(f"boundary_kl={boundary_kl!r} is not one of {_BOUNDARY_KL}.")
+        self.world_model = world_model
+        self.reco_scale = _positive("reco_scale", reco_scale)
+        self.reward_scale = _positive("reward_scale", reward_scale)
+        self.continue_scale = _positive("continue_scale", continue_scale)
+        self.kl_dyn = _positive("kl_dyn", kl_dyn)
+        self.kl_rep = _positive("kl_rep", kl_rep)
+        self.free_bits = _positive("free_bits", free_bits)
+        self.abs_kl_dyn = self.kl_dyn if abs_kl_dyn is None else _positive("abs_kl_dyn", abs_kl_dyn)
+        self.abs_kl_rep = self.kl_rep if abs_kl_rep is None else _positive("abs_kl_rep", abs_kl_rep)
+        self.abs_free_bits = (
+            self.free_bits if abs_free_bits is None else _positive("abs_free_bits", abs_free_bits)
+        )
+        self.boundary_kl = boundary_kl
+        self.boundary_scale = _positive("boundary_scale", boundary_scale)
+        self.boundary_kl_dyn = _positive("boundary_kl_dyn", boundary_kl_dyn)
+        self.boundary_kl_rep = _positive("boundary_kl_rep", boundary_kl_rep)
+        self.boundary_rate_scale = _positive("boundary_rate_scale", boundary_rate_scale)
+        if self.boundary_rate_scale and boundary_rate_target is None:
+            raise ValueError("boundary_rate_scale > 0 needs boundary_rate_target (a rate in (0, 1)).")
+        if boundary_rate_target is not None and not 0 < boundary_rate_target < 1:
+            raise ValueError(f"boundary_rate_target must be in (0, 1), got {boundary_rate_target}.")
+        self.boundary_rate_target = boundary_rate_target
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    def _split_kl(self, latent, q_stats, p_stats, dyn, rep, free):
+        # DreamerV3: the dynamics term trains the prior, the representation
+        # term the posterior; free bits clip each below `free` nats.
+        kl_dyn = latent.kl(q_stats.detach(), p_stats)
+        kl_rep = latent.kl(q_stats, p_stats.detach())
+        loss = dyn * kl_dyn.clamp_min(free) + rep * kl_rep.clamp_min(free)
+        return loss, kl_rep.detach()
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Run the world model on ``tensordict`` and return the losses."""
+        self.world_model(tensordict)
+        return self.loss_from_rollout(tensordict)
+
+    def loss_from_rollout(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """The losses of a TensorDict the world model has already run on."""
+        keys = self.tensor_keys
+        model = self.world_model
+        rssm = model.rssm
+        out: dict[str, torch.Tensor] = {}
+
+        pairs = model.reconstruction_keys
+        reco = model.decoder.loss(
+            {name: tensordict.get(reco_key) for name, (_, reco_key) in pairs.items()},
+            {name: tensordict.get(obs_key) for name, (obs_key, _) in pairs.items()},
+        )
+        out["loss_reco"] = self.reco_scale * sum(value.mean() for value in reco.values())
+        for name, value in reco.items():
+            out[f"reco_{key_name(name)}"] = value.mean().detach()
+
+        reward_logits = _get(tensordict, keys.reward_logits, "reward_logits")
+        reward = _get(tensordict, keys.reward, "reward").to(reward_logits.dtype)
+        out["loss_reward"] = self.reward_scale * model.reward_head.loss(reward_logits, reward).mean()
+        if model.continue_head is not None:
+            continue_logits = _get(tensordict, keys.continue_logits, "continue_logits")
+            terminated = _get(tensordict, keys.terminated, "terminated")
+            target = 1.0 - terminated.to(continue_logits.dtype).reshape(continue_logits.shape)
+            out["loss_continue"] = (
+                self.continue_scale * model.continue_head.loss(continue_logits, target).mean()
+            )
+
+        kl_loss, kl = self._split_kl(
+            rssm.obs_posterior,
+            _get(tensordict, keys.posterior_stats, "posterior_stats"),
+            _get(tensordict, keys.prior_stats, "prior_stats"),
+            self.kl_dyn,
+            self.kl_rep,
+            self.free_bits,
+        )
+        out["loss_kl"] = kl_loss.mean()
+        out["kl_obs"] = kl.mean()
+
+        if rssm.levels == 2:
+            read = _get(tensordict, keys.boundary, "boundary").squeeze(-1)
+            read_mask = read.detach()
+            abs_loss, abs_kl = self._split_kl(
+                rssm.abs_posterior,
+                _get(tensordict, keys.abs_posterior_stats, "abs_posterior_stats"),
+                _get(tensordict, keys.abs_prior_stats, "abs_prior_stats"),
+                self.abs_kl_dyn,
+                self.abs_kl_rep,
+                self.abs_free_bits,
+            )
+            # Multiplying by the hard mask makes COPY steps contribute exactly 0.
+            out["loss_kl_abs"] = (abs_loss * read_mask).mean()
+            out["kl_abs"] = _masked_mean(abs_kl, read_mask).detach()
+
+            free = (~_get(tensordict, keys.boundary_forced, "boundary_forced").squeeze(-1)).to(read.dtype)
+            q_logits = _get(tensordict, keys.boundary_logits, "boundary_logits")
+            p_logits = _get(tensordict, keys.boundary_prior_logits, "boundary_prior_logits")
+            if self.boundary_kl == "categorical":
+                boundary_loss = self.boundary_kl_dyn * _categorical_kl(
+                    q_logits.detach(), p_logits
+                ) + self.boundary_kl_rep * _categorical_kl(q_logits, p_logits.detach())
+                boundary_kl = _categorical_kl(q_logits, p_logits).detach()
+            else:
+                log_sample = _get(tensordict, keys.boundary_log_sample, "boundary_log_sample")
+                temperature = rssm.temperature
+                boundary_loss = concrete_log_prob(
+                    log_sample, q_logits, temperature
+                ) - concrete_log_prob(log_sample, p_logits, temperature)
+                boundary_kl = boundary_loss.detach()
+            out["loss_boundary"] = self.boundary_scale * _masked_mean(boundary_loss, free)
+            out["kl_boundary"] = _masked_mean(boundary_kl, free)
+            read_prob = q_logits.softmax(-1)[..., READ]
+            rate = _masked_mean(read_prob, free)
+            if self.boundary_rate_scale:
+                out["loss_boundary_rate"] = self.boundary_rate_scale * (
+                    rate - self.boundary_rate_target
+                ).square()
+            out["boundary_rate"] = _masked_mean(read_mask, free)
+            out["mean_segment_length"] = read_mask.numel() / read_mask.sum().clamp_min(1)
+
+        losses = TensorDict(
+            {key: value if key.startswith("loss_") else value.detach() for key, value in out.items()},
+            batch_size=[],
+        )
+        return losses
+
+    @staticmethod
+    def total(losses: TensorDictBase) -> torch.Tensor:
+        """Sum of the ``loss_*`` entries (what the optimiser minimises).
+
+        Examples:
+            >>> from tensordict import TensorDict
+            >>> WorldModelLoss.total(TensorDict(loss_a=torch.tensor(1.0), kl=torch.tensor(5.0)))
+            tensor(1.)
+        """
+        return sum(value for key, value in losses.items() if key.startswith("loss_"))
