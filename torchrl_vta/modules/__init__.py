@@ -1,5 +1,6 @@
 """Tensor-level networks and their TensorDict wrappers."""
 
+from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.boundary import (
     COPY,
     READ,
@@ -24,6 +25,7 @@ from torchrl_vta.modules.rssm import (
     RSSMState,
     RSSMStep,
 )
+from torchrl_vta.modules.world_model import HierarchicalWorldModel, make_world_model
 
 __all__ = [
     "BoundaryPosterior",
@@ -38,6 +40,7 @@ __all__ = [
     "HierarchicalRSSM",
     "HierarchicalRSSMRollout",
     "HierarchicalStateEstimator",
+    "HierarchicalWorldModel",
     "MultiDecoder",
     "MultiEncoder",
     "PreviousActionWriter",
@@ -49,8 +52,11 @@ __all__ = [
     "TwoHotHead",
     "ValueHead",
     "concrete_log_prob",
+    "make_actor",
     "make_decoder_module",
     "make_encoder_module",
+    "make_feature_module",
     "make_latent",
+    "make_world_model",
     "sample_boundary",
 ]

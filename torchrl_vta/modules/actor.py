@@ -148,7 +148,8 @@ class ActorNet(nn.Module):
         _positive_int("action_dim", action_dim)
         if not 0 < min_std < max_std:
             raise ValueError(
-                f"min_std and max_std must satisfy 0 < min_std < max_std, got {min_std} and {max_std}."
+                "min_std and max_std must satisfy 0 < min_std < max_std, "
+                f"got {min_std} and {max_std}."
             )
         self.discrete = discrete
         self.min_std = min_std

@@ -1,5 +1,22 @@
 """TorchRL LossModules of the hierarchical world-model agent."""
 
+from torchrl_vta.objectives.actor_critic import (
+    ImaginationActorLoss,
+    lambda_returns,
+    make_target_updater,
+    make_value_loss,
+    make_value_model,
+)
+from torchrl_vta.objectives.imagination import frozen, imagine_trajectories
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
-__all__ = ["WorldModelLoss"]
+__all__ = [
+    "ImaginationActorLoss",
+    "WorldModelLoss",
+    "frozen",
+    "imagine_trajectories",
+    "lambda_returns",
+    "make_target_updater",
+    "make_value_loss",
+    "make_value_model",
+]

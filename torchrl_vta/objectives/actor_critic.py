@@ -317,7 +317,7 @@ class ImaginationActorLoss(LossModule):
         super().__init__()
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be a positive int, got {horizon!r}.")
-        if isinstance(entropy_coef, bool) or not isinstance(entropy_coef, (int, float)) or not entropy_coef >= 0:
+        if not _is_real(entropy_coef) or not entropy_coef >= 0:
             raise ValueError(f"entropy_coef must be a float >= 0, got {entropy_coef!r}.")
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient={gradient!r} is not one of {GRADIENTS}.")
@@ -348,7 +348,7 @@ class ImaginationActorLoss(LossModule):
         self.out_keys = ["loss_actor"]
         rollout_keys = getattr(getattr(world_model, "rollout", None), "out_key_map", {})
         # set_keys also refreshes in_keys (through _forward_value_estimator_keys).
-        self.set_keys(**{name: rollout_keys[name] for name in _START_FIELDS if name in rollout_keys})
+        self.set_keys(**{n: rollout_keys[n] for n in _START_FIELDS if n in rollout_keys})
         self.make_value_estimator(ValueEstimators.TDLambda, gamma=gamma, lmbda=lmbda)
 
     # ------------------------------------------------------------ estimator
@@ -360,8 +360,9 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
-            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), wm.rssm.feature_dim, units=16), wm,
-            ...                             value_model=make_value_model(wm.rssm.feature_dim, units=16))
+            >>> dim = wm.rssm.feature_dim
+            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
+            ...                             value_model=make_value_model(dim, units=16))
             >>> _ = loss.make_value_estimator(gamma=0.99, lmbda=0.9)
             >>> round(loss.value_estimator.gamma.item(), 4), loss.gradient
             (0.99, 'reinforce')
@@ -374,10 +375,10 @@ class ImaginationActorLoss(LossModule):
             hyperparams.setdefault("lmbda", previous.lmbda.item())
         gamma = hyperparams.get("gamma", DEFAULT_GAMMA)
         lmbda = hyperparams.get("lmbda", 0.95)
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}.")
-        if not 0 <= lmbda <= 1:
-            raise ValueError(f"lmbda must be in [0, 1], got {lmbda}.")
+        if not _is_real(gamma) or not 0 < gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}.")
+        if not _is_real(lmbda) or not 0 <= lmbda <= 1:
+            raise ValueError(f"lmbda must be in [0, 1], got {lmbda!r}.")
         hyperparams.update(gamma=gamma, lmbda=lmbda)
         dispatch_value_estimator(
             self,
@@ -394,23 +395,47 @@ class ImaginationActorLoss(LossModule):
             self._value_estimator.set_keys(value=self.tensor_keys.value)
         self._set_in_keys()
 
+    def _start_fields(self) -> tuple[str, ...]:
+        if self.world_model.rssm.levels == 2:
+            return _START_FIELDS
+        return tuple(name for name in _START_FIELDS if not name.startswith("abs_"))
+
     def _set_in_keys(self) -> None:
         keys = self.tensor_keys
-        names = [n for n in _START_FIELDS if self.world_model.rssm.levels == 2 or not n.startswith("abs_")]
-        self.in_keys = [getattr(keys, n) for n in names] + [keys.terminated, keys.boundary]
+        self.in_keys = [getattr(keys, name) for name in self._start_fields()] + [
+            keys.terminated,
+            keys.boundary,
+        ]
 
     # --------------------------------------------------------------- inputs
     def start_state(self, tensordict: TensorDictBase) -> RSSMState:
-        """The posterior states of ``tensordict``, flattened to ``[N, ...]`` and detached."""
+        """The posterior states of ``tensordict``, flattened to ``[N, ...]`` and detached.
+
+        ``boundary_context`` (unused by ``img_step``) is zeros; with
+        ``levels=1`` the abstract fields are empty.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from torchrl.data import OneHot, Composite, Unbounded
+            >>> from torchrl_vta.modules.actor import make_actor
+            >>> from torchrl_vta.modules.world_model import make_world_model
+            >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
+            >>> dim = wm.rssm.feature_dim
+            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
+            ...                             value_model=make_value_model(dim, units=16))
+            >>> batch = wm(TensorDict({"action": torch.zeros(2, 4, 3),
+            ...                        "is_init": torch.ones(2, 4, 1, dtype=torch.bool),
+            ...                        "next": {"position": torch.randn(2, 4, 5)}}, [2, 4]))
+            >>> loss.start_state(batch).abs_state.shape
+            torch.Size([8, 4])
+        """
         rssm = self.world_model.rssm
-        keys = self.tensor_keys
         batch = tensordict.batch_size
         n = batch.numel()
         fields = {}
-        for name in _START_FIELDS:
-            key = getattr(keys, name)
-            if name.startswith("abs_") and rssm.levels == 1:
-                continue
+        for name in self._start_fields():
+            key = getattr(self.tensor_keys, name)
             value = tensordict.get(key, None)
             if value is None:
                 raise KeyError(
@@ -439,9 +464,11 @@ class ImaginationActorLoss(LossModule):
             )
         world_model = self.world_model
         terminated = self._optional(tensordict, keys.terminated)
-        # No `gamma` attribute on purpose: TorchRL's dispatch_value_estimator
-        # would read it while the estimator is being built.
+        # gamma/lmbda are read from the estimator, not kept as attributes:
+        # TorchRL's dispatch_value_estimator would prefer a `gamma` attribute
+        # over the value being set.
         gamma = float(self.value_estimator.gamma)
+        lmbda = float(self.value_estimator.lmbda)
         # LossModule.forward runs under DETERMINISTIC exploration; imagination samples.
         with set_exploration_type(ExplorationType.RANDOM):
             imagined = imagine_trajectories(
@@ -471,7 +498,7 @@ class ImaginationActorLoss(LossModule):
         reward = imagined.get(keys.reward)
         cont = imagined.get(keys.continuation)
         lambda_target = lambda_returns(
-            reward[..., 1:, :], value[..., 1:, :], cont[..., 1:, :], gamma, float(self.value_estimator.lmbda)
+            reward[..., 1:, :], value[..., 1:, :], cont[..., 1:, :], gamma, lmbda
         )
         horizon = self.horizon
         weight = imagined.get(keys.discount_weight)[..., :horizon, :]
@@ -527,8 +554,9 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
-            >>> value_model = make_value_model(wm.rssm.feature_dim, units=16)
-            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), wm.rssm.feature_dim, units=16), wm,
+            >>> dim = wm.rssm.feature_dim
+            >>> value_model = make_value_model(dim, units=16)
+            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
             ...                             value_model=value_model, horizon=3)
             >>> zeros = torch.zeros(2, 4, 1, dtype=torch.bool)
             >>> batch = wm(TensorDict({"action": torch.eye(3)[torch.zeros(2, 4, dtype=torch.long)],
@@ -549,7 +577,10 @@ class ImaginationActorLoss(LossModule):
         feature = torch.cat([tensordict.get(getattr(keys, name)) for name in names], -1)
         bootstrap = imagined.get(keys.lambda_target)[..., 0, :].reshape(*batch, 1)
         out = TensorDict(
-            {keys.feature: feature.detach() if detach else feature, "bootstrap": bootstrap.detach()},
+            {
+                keys.feature: feature.detach() if detach else feature,
+                "bootstrap": bootstrap.detach(),
+            },
             batch,
         )
         for name in ("reward", "done", "terminated"):
@@ -584,6 +615,10 @@ def lambda_returns(
     """
     never = torch.zeros(reward.shape, dtype=torch.bool, device=reward.device)
     return td_lambda_return_estimate(gamma * cont, lmbda, value, reward, never, never)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_categorical(actor: ProbabilisticTensorDictSequential) -> bool:

@@ -144,7 +144,9 @@ def imagine_trajectories(
     is kept when ``backprop=True`` (dynamics backprop of continuous actions).
     ``backprop=False`` runs the rollout without autograd (REINFORCE needs
     only the log-probabilities, which are recomputed with gradient).
-    Sampling follows the current exploration type (losses set ``RANDOM``).
+    The actor samples under the current exploration type (the losses set
+    ``RANDOM``); the RSSM samples latents and boundaries in training mode and
+    takes their modes in eval mode.
 
     Args:
         rssm, actor, reward_head, continue_head: the model parts
