@@ -1,0 +1,246 @@
+"""The agent (world model, actor, critic, acting policy) and its learner step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictSequential
+from torch import nn
+from torchrl.data import Composite
+from torchrl.envs import EnvBase, TensorDictPrimer
+from torchrl.trainers.algorithms import DreamerV3Optimizer
+
+from torchrl_vta.modules.actor import make_actor, make_feature_module
+from torchrl_vta.modules.encoders import make_encoder_module
+from torchrl_vta.modules.rssm import HierarchicalStateEstimator, PreviousActionWriter
+from torchrl_vta.modules.world_model import HierarchicalWorldModel, make_world_model
+from torchrl_vta.objectives.actor_critic import (
+    ImaginationActorLoss,
+    make_target_updater,
+    make_value_loss,
+    make_value_model,
+)
+from torchrl_vta.objectives.world_model_loss import WorldModelLoss
+
+__all__ = ["Agent", "Learner", "OPTIMIZERS"]
+
+OPTIMIZERS = ("adam", "dreamerv3")
+
+#: Keys an env adds that are not observations for the encoder.
+_NON_OBSERVATIONS = ("is_init", "step_count", "event", "episode_reward")
+
+
+class Agent(nn.Module):
+    """World model, actor and critic, with the acting policy that runs them in a TorchRL env.
+
+    Build it with :meth:`from_env` from the env *before* adding
+    :meth:`make_primer` to that env (the primer adds the recurrent state
+    entries, which are not observations).
+
+    Examples:
+        >>> from torchrl_vta.envs import make_env
+        >>> env = make_env("maze", image_size=16, max_steps=20)
+        >>> agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
+        >>> env.append_transform(agent.make_primer())
+        TransformedEnv(...)
+        >>> rollout = env.rollout(5, agent.policy)
+        >>> rollout["boundary"].shape
+        torch.Size([5, 1])
+    """
+
+    def __init__(self, world_model: HierarchicalWorldModel, actor: nn.Module, value_model: nn.Module):
+        super().__init__()
+        self.world_model = world_model
+        self.actor = actor
+        self.value_model = value_model
+        self.estimator = HierarchicalStateEstimator(world_model.rssm)
+        self.policy = TensorDictSequential(
+            make_encoder_module(world_model.encoder),
+            self.estimator,
+            make_feature_module(),
+            actor,
+            PreviousActionWriter(),
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        env: EnvBase,
+        *,
+        preset: str = "cpu",
+        levels: int = 2,
+        encoder: dict[str, Any] | None = None,
+        rssm: dict[str, Any] | None = None,
+        decoder: dict[str, Any] | None = None,
+        head: dict[str, Any] | None = None,
+        actor: dict[str, Any] | None = None,
+        critic: dict[str, Any] | None = None,
+    ) -> "Agent":
+        """Size the networks from ``env``'s observation and action specs.
+
+        ``encoder``/``rssm``/``decoder``/``head`` override options of the
+        ``preset`` (see :data:`~torchrl_vta.modules.world_model.PRESETS`);
+        ``actor`` and ``critic`` go to :func:`~torchrl_vta.modules.make_actor`
+        and :func:`~torchrl_vta.objectives.make_value_model`.
+        """
+        observation_spec = env.observation_spec
+        encoder = dict(encoder or {})
+        exclude = tuple(encoder.pop("exclude_keys", ())) + _NON_OBSERVATIONS
+        world_model = make_world_model(
+            observation_spec,
+            env.action_spec,
+            preset=preset,
+            levels=levels,
+            encoder={"exclude_keys": exclude + ("terminated", "truncated", "done", "reward"), **encoder},
+            rssm=rssm,
+            decoder=decoder,
+            head=head,
+        )
+        head_sizes = {k: v for k, v in (head or {}).items() if k in ("layers", "units")}
+        from torchrl_vta.modules.world_model import PRESETS
+
+        defaults = {**PRESETS[preset]["head"], **head_sizes}
+        feature_dim = world_model.rssm.feature_dim
+        actor_module = make_actor(env.action_spec, feature_dim, **{**defaults, **(actor or {})})
+        value_model = make_value_model(feature_dim, **{**defaults, **(critic or {})})
+        return cls(world_model, actor_module, value_model)
+
+    def make_primer(self) -> TensorDictPrimer:
+        """The primer creating the acting state (``belief``, ``abs_state``, ``prev_action``...)."""
+        return self.estimator.make_primer()
+
+
+def _clip(parameters, max_norm: float) -> torch.Tensor:
+    return nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
+class Learner(nn.Module):
+    """One DreamerV3-style learner step: world model, then actor, then critic.
+
+    Holds the three losses, their optimisers and the slow-critic updater;
+    :meth:`update` takes a replay batch ``[B, T]`` and returns detached
+    metrics. ``optimizer="adam"`` uses three Adams (DreamerV3 2023: model lr
+    1e-4 / eps 1e-8 / clip 1000; actor and critic 3e-5 / 1e-5 / 100);
+    ``"dreamerv3"`` uses TorchRL's :class:`DreamerV3Optimizer` (LaProp + AGC)
+    for each. Its ``state_dict`` includes the optimisers, the return
+    normaliser and the slow critic, so a checkpoint resumes exactly.
+
+    Examples:
+        >>> import torch
+        >>> from torchrl_vta.envs import make_env
+        >>> env = make_env("maze", image_size=16, max_steps=20)
+        >>> agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
+        >>> learner = Learner(agent, horizon=3)
+        >>> batch = env.rollout(8).unsqueeze(0)
+        >>> sorted(learner.update(batch))[:3]
+        ['actor_entropy', 'boundary_rate', 'continue_mean']
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        optimizer: str = "adam",
+        model_lr: float = 1e-4,
+        actor_lr: float = 3e-5,
+        critic_lr: float = 3e-5,
+        model_clip: float = 1000.0,
+        actor_clip: float = 100.0,
+        critic_clip: float = 100.0,
+        horizon: int = 15,
+        gamma: float = 1 - 1 / 333,
+        lmbda: float = 0.95,
+        entropy_coef: float = 3e-4,
+        actor_gradient: str = "auto",
+        slow_critic: float = 1.0,
+        slow_critic_tau: float = 0.02,
+        replay_value_scale: float = 0.0,
+        world_model_loss: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}.")
+        if replay_value_scale < 0:
+            raise ValueError(f"replay_value_scale must be >= 0, got {replay_value_scale}.")
+        self.agent = agent
+        self.world_model_loss = WorldModelLoss(agent.world_model, **(world_model_loss or {}))
+        self.actor_loss = ImaginationActorLoss(
+            agent.actor,
+            agent.world_model,
+            value_model=agent.value_model,
+            horizon=horizon,
+            gamma=gamma,
+            lmbda=lmbda,
+            entropy_coef=entropy_coef,
+            gradient=actor_gradient,
+        )
+        self.value_loss = make_value_loss(
+            agent.value_model, slow_regularization=slow_critic, actor_loss=self.actor_loss
+        )
+        self.target_updater = make_target_updater(self.value_loss, tau=slow_critic_tau)
+        self.replay_value_scale = replay_value_scale
+        self.gamma, self.lmbda = gamma, lmbda
+        self.clips = (model_clip, actor_clip, critic_clip)
+        self.optimizers = [
+            self._optimizer(optimizer, agent.world_model.parameters(), model_lr, 1e-8),
+            self._optimizer(optimizer, agent.actor.parameters(), actor_lr, 1e-5),
+            self._optimizer(optimizer, agent.value_model.parameters(), critic_lr, 1e-5),
+        ]
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def _optimizer(kind, parameters, lr, eps):
+        if kind == "adam":
+            return torch.optim.Adam(parameters, lr=lr, eps=eps)
+        return DreamerV3Optimizer(parameters, lr=lr)
+
+    def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """One step on every part; ``batch`` is ``[B, T]`` replay data."""
+        model_opt, actor_opt, critic_opt = self.optimizers
+        model_clip, actor_clip, critic_clip = self.clips
+        metrics: dict[str, torch.Tensor] = {}
+
+        model_losses = self.world_model_loss(batch)
+        model_opt.zero_grad(set_to_none=True)
+        WorldModelLoss.total(model_losses).backward()
+        metrics["grad_norm_model"] = _clip(self.agent.world_model.parameters(), model_clip)
+        model_opt.step()
+        metrics.update(model_losses.items())
+
+        actor_losses, imagined = self.actor_loss(batch)
+        actor_opt.zero_grad(set_to_none=True)
+        actor_losses["loss_actor"].backward()
+        metrics["grad_norm_actor"] = _clip(self.agent.actor.parameters(), actor_clip)
+        actor_opt.step()
+        metrics.update(actor_losses.items())
+
+        value_losses, _ = self.value_loss(imagined)
+        critic_loss = value_losses["loss_value"]
+        if self.replay_value_scale:
+            replay = self.actor_loss.replay_value_input(batch, imagined)
+            replay_loss = self.value_loss.replay_value_loss(
+                replay, horizon=1 / (1 - self.gamma), lmbda=self.lmbda
+            )["loss_replay_value"]
+            critic_loss = critic_loss + self.replay_value_scale * replay_loss
+            metrics["loss_replay_value"] = replay_loss
+        critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        metrics["grad_norm_critic"] = _clip(self.agent.value_model.parameters(), critic_clip)
+        critic_opt.step()
+        self.target_updater.step()
+        metrics["loss_value"] = value_losses["loss_value"]
+        self.updates += 1
+        return {key: value.detach() for key, value in metrics.items()}
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        state["optimizers"] = [opt.state_dict() for opt in self.optimizers]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        state = dict(state_dict)
+        for opt, opt_state in zip(self.optimizers, state.pop("optimizers")):
+            opt.load_state_dict(opt_state)
+        return super().load_state_dict(state, strict=strict)
