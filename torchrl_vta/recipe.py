@@ -1,0 +1,356 @@
+"""Builders of the training recipe, usable from any script or test.
+
+``examples/vta_dreamer.py`` reads top to bottom with these: build the envs,
+the agent and its learner, a TorchRL collector and a slice replay buffer, a
+logger; then collect, update, evaluate, draw and checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector, MultiSyncCollector
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
+from torchrl.envs import EnvBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from torchrl_vta.agent import Agent, Learner
+from torchrl_vta.config import RecipeConfig
+from torchrl_vta.envs import make_env
+from torchrl_vta.modules.boundary import TemperatureSchedule
+from torchrl_vta.viz import boundary_strip, save_gif, save_png
+
+__all__ = [
+    "TRAJ_KEY",
+    "Checkpointer",
+    "evaluate",
+    "make_agent",
+    "make_collector",
+    "make_env_factory",
+    "make_learner",
+    "make_logger",
+    "make_replay_buffer",
+    "make_temperature_schedule",
+    "openloop_strip",
+    "replay_keys",
+    "select_device",
+]
+
+log = logging.getLogger(__name__)
+
+#: Trajectory id written by TorchRL collectors, used by the slice sampler.
+TRAJ_KEY = ("collector", "traj_ids")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU.
+
+    Examples:
+        >>> select_device("cpu")
+        device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_env_factory(cfg: RecipeConfig, *, seed_offset: int = 0) -> Callable[[], EnvBase]:
+    """A picklable-enough callable building the configured env (for collectors).
+
+    Examples:
+        >>> factory = make_env_factory(RecipeConfig())
+        >>> callable(factory)
+        True
+    """
+    name, options = cfg.env.name, dict(cfg.env.options)
+    seed = cfg.seed + seed_offset
+
+    def factory() -> EnvBase:
+        return make_env(name, **{"seed": seed, **options})
+
+    return factory
+
+
+def make_agent(env: EnvBase, cfg: RecipeConfig) -> Agent:
+    """The agent sized by ``cfg.model`` for ``env`` (call before adding the primer)."""
+    model = cfg.model
+    return Agent.from_env(
+        env,
+        preset=model.preset,
+        levels=model.levels,
+        encoder=dict(model.encoder),
+        rssm=dict(model.rssm),
+        decoder=dict(model.decoder),
+        head=dict(model.head),
+        actor=dict(model.actor),
+        critic=dict(model.critic),
+    )
+
+
+def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
+    """The learner with ``cfg.loss`` and ``cfg.optim``."""
+    loss, optim = cfg.loss, cfg.optim
+    return Learner(
+        agent,
+        optimizer=optim.kind,
+        model_lr=optim.model_lr,
+        actor_lr=optim.actor_lr,
+        critic_lr=optim.critic_lr,
+        model_clip=optim.model_clip,
+        actor_clip=optim.actor_clip,
+        critic_clip=optim.critic_clip,
+        horizon=loss.horizon,
+        gamma=loss.gamma,
+        lmbda=loss.lmbda,
+        entropy_coef=loss.entropy_coef,
+        actor_gradient=loss.actor_gradient,
+        slow_critic=loss.slow_critic,
+        slow_critic_tau=loss.slow_critic_tau,
+        replay_value_scale=loss.replay_value_scale,
+        world_model_loss=dict(loss.world_model),
+    )
+
+
+def make_temperature_schedule(agent: Agent, cfg: RecipeConfig) -> TemperatureSchedule | None:
+    """Gumbel temperature annealing from the RSSM's temperature, if ``loss.temperature_final`` is set."""
+    if cfg.loss.temperature_final is None or agent.world_model.rssm.levels == 1:
+        return None
+    return TemperatureSchedule(
+        initial=agent.world_model.rssm.temperature,
+        final=cfg.loss.temperature_final,
+        every=cfg.loss.temperature_decay_every,
+    )
+
+
+def make_collector(
+    cfg: RecipeConfig,
+    policy: Callable,
+    *,
+    remaining_frames: int,
+    init_random_frames: int,
+    primer_factory: Callable,
+    device: torch.device,
+):
+    """TorchRL ``Collector`` (one env) or ``MultiSyncCollector`` (``collector.num_envs > 1``).
+
+    Every env gets the agent's primer so the recurrent acting state is carried.
+    """
+
+    def env_with_primer(offset: int) -> Callable[[], EnvBase]:
+        base = make_env_factory(cfg, seed_offset=offset)
+
+        def factory() -> EnvBase:
+            env = base()
+            env.append_transform(primer_factory())
+            return env
+
+        return factory
+
+    options = dict(
+        frames_per_batch=cfg.collector.frames_per_batch * cfg.collector.num_envs,
+        total_frames=remaining_frames,
+        init_random_frames=init_random_frames,
+        policy_device=device,
+        storing_device="cpu",
+        env_device="cpu",
+    )
+    if cfg.collector.num_envs == 1:
+        return Collector(env_with_primer(0)(), policy, **options)
+    return MultiSyncCollector(
+        [env_with_primer(i) for i in range(cfg.collector.num_envs)],
+        policy,
+        cat_results="stack",
+        **options,
+    )
+
+
+def replay_keys(observation_keys) -> list:
+    """What the learner needs of a collected batch (root observations are dropped: the
+    world model reads ``("next", obs)``)."""
+    keys = ["action", "is_init", TRAJ_KEY, ("next", "reward"), ("next", "terminated"),
+            ("next", "done"), ("next", "truncated")]
+    return keys + [("next", key) for key in observation_keys]
+
+
+def make_replay_buffer(cfg: RecipeConfig, scratch_dir: str | Path | None) -> TensorDictReplayBuffer:
+    """Slice replay over trajectory ids: batches of ``batch_size`` slices of ``seq_len`` steps.
+
+    ``num_envs > 1`` stores ``[num_envs, time]`` (``ndim=2``).
+    """
+    replay = cfg.replay
+    ndim = 1 if cfg.collector.num_envs == 1 else 2
+    if replay.storage == "memmap":
+        # existsok: a resumed run reuses its scratch files before loading the checkpoint.
+        storage = LazyMemmapStorage(
+            replay.capacity, scratch_dir=scratch_dir, ndim=ndim, existsok=True
+        )
+    else:
+        storage = LazyTensorStorage(replay.capacity, ndim=ndim)
+    sampler = SliceSampler(slice_len=replay.seq_len, traj_key=TRAJ_KEY, strict_length=True)
+    return TensorDictReplayBuffer(
+        storage=storage,
+        sampler=sampler,
+        batch_size=replay.batch_size * replay.seq_len,
+    )
+
+
+def make_logger(cfg: RecipeConfig, log_dir: str | Path, experiment_name: str):
+    """A ``torchrl.record`` logger (``None`` for ``logger.backend=none``)."""
+    backend = cfg.logger.backend
+    if backend == "none":
+        return None
+    from torchrl.record.loggers import get_logger
+
+    kwargs: dict[str, Any] = {}
+    if backend == "wandb":
+        try:
+            import wandb  # noqa: F401
+        except ImportError as err:
+            raise ImportError('logger.backend=wandb needs wandb: pip install "torchrl_vta[wandb]".') from err
+        kwargs = dict(project=cfg.logger.project, mode=cfg.logger.mode, save_dir=str(log_dir))
+    if backend == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError as err:
+            raise ImportError("logger.backend=tensorboard needs tensorboard: pip install tensorboard.") from err
+    return get_logger(backend, logger_name=str(log_dir), experiment_name=experiment_name, **kwargs)
+
+
+@torch.no_grad()
+def evaluate(env: EnvBase, agent: Agent, *, episodes: int, max_steps: int):
+    """Deterministic episodes (actor mode, RSSM modes); returns mean return and the first episode.
+
+    Examples:
+        >>> from torchrl_vta.envs import make_env
+        >>> env = make_env("maze", image_size=16, max_steps=10)
+        >>> agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
+        >>> env.append_transform(agent.make_primer())
+        TransformedEnv(...)
+        >>> mean_return, episode = evaluate(env, agent, episodes=1, max_steps=5)
+        >>> episode.shape
+        torch.Size([5])
+    """
+    was_training = agent.training
+    agent.eval()
+    returns, first = [], None
+    try:
+        with set_exploration_type(ExplorationType.DETERMINISTIC):
+            for _ in range(episodes):
+                rollout = env.rollout(max_steps, agent.policy, break_when_any_done=True)
+                returns.append(rollout["next", "reward"].sum().item())
+                first = rollout if first is None else first
+    finally:
+        agent.train(was_training)
+    return sum(returns) / len(returns), first
+
+
+@torch.no_grad()
+def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_key="pixels"):
+    """Truth vs. reconstruction (``context`` steps) then open-loop prediction (``full``).
+
+    ``batch`` is one replay slice ``[T]`` (or ``[1, T]``). Returns the strip
+    image (see :func:`torchrl_vta.viz.boundary_strip`) with the posterior
+    boundaries over the context and the prior boundaries over the prediction,
+    or ``None`` if the env has no image.
+    """
+    model = agent.world_model
+    rssm = model.rssm
+    if image_key not in model.decoder.out_keys:
+        return None
+    batch = batch.reshape(1, -1) if batch.ndim == 1 else batch[:1]
+    was_training = agent.training
+    agent.eval()
+    try:
+        data = batch.clone()
+        model.encoder_module(data)
+        embed = data.get(model.rollout.embed_key)
+        action = data.get(model.rollout.action_key).to(embed.dtype)
+        is_init = data.get("is_init", None)
+        observed, state = rssm.observe(
+            embed[:, :context], action[:, :context],
+            None if is_init is None else is_init[:, :context],
+        )
+        future, _ = rssm.imagine(state, action[:, context:])
+        features = torch.cat(
+            [
+                torch.cat([observed["belief"], observed["state"]], -1),
+                torch.cat([future["belief"], future["state"]], -1),
+            ],
+            1,
+        )
+        prediction = dict(zip(model.decoder.out_keys, model.decoder(features)))[image_key]
+        truth = data.get(("next", image_key))
+    finally:
+        agent.train(was_training)
+    read = forced = None
+    if rssm.levels == 2:
+        read = torch.cat([observed["boundary"], future["boundary"]], 1)[0]
+        forced = torch.cat([observed["boundary_forced"], future["boundary_forced"]], 1)[0]
+    events = data.get(("next", "event"), None)
+    return boundary_strip(
+        [truth[0], prediction[0].clamp(0, 1)],
+        read=read,
+        forced=forced & (read > 0) if forced is not None else None,
+        events=None if events is None else events[0],
+        context=context,
+    )
+
+
+class Checkpointer:
+    """Atomic checkpoints of a run in ``directory``: agent + learner + counters, and the replay.
+
+    ``save`` writes ``checkpoint.pt`` (through a temporary file, so a kill
+    mid-write keeps the previous one) and, if given, dumps the replay buffer;
+    ``load`` returns the saved state or ``None``.
+
+    Examples:
+        >>> import tempfile
+        >>> ckpt = Checkpointer(tempfile.mkdtemp())
+        >>> ckpt.save({"frames": 10})
+        >>> ckpt.load()["frames"]
+        10
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.path = self.directory / "checkpoint.pt"
+        self.replay_dir = self.directory / "replay"
+
+    def save(self, state: dict, replay_buffer: TensorDictReplayBuffer | None = None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if replay_buffer is not None:
+            staging = self.directory / "replay.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            replay_buffer.dumps(staging)
+            shutil.rmtree(self.replay_dir, ignore_errors=True)
+            os.replace(staging, self.replay_dir)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self, replay_buffer: TensorDictReplayBuffer | None = None) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        if replay_buffer is not None and self.replay_dir.exists():
+            replay_buffer.loads(self.replay_dir)
+        return state
+
+
+def save_episode_video(path: str | Path, episode: TensorDictBase, image_key: str = "pixels"):
+    """Write an evaluation episode's frames as a GIF (``None`` if the env has no image)."""
+    frames = episode.get(("next", image_key), None)
+    if frames is None:
+        return None
+    return save_gif(path, frames)
+
+
+def save_strip(path: str | Path, image) -> Path:
+    """Write a boundary strip as PNG."""
+    return save_png(path, image)
