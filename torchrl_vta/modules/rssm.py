@@ -64,6 +64,13 @@ class RSSMState(NamedTuple):
 
     ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
     ``levels=1``. Segment counters are float tensors of shape ``[*B, 1]``.
+
+    Examples:
+        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
+        ...                         boundary_proj_dim=4, boundary_hidden=8)
+        >>> state = rssm.initial_state([3])
+        >>> state.belief.shape, state.boundary_context.shape
+        (torch.Size([3, 8]), torch.Size([3, 3, 4]))
     """
 
     belief: torch.Tensor
