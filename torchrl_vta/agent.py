@@ -24,9 +24,10 @@ from torchrl_vta.objectives.actor_critic import (
 )
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
-__all__ = ["Agent", "Learner", "OPTIMIZERS"]
+__all__ = ["AUTOCAST", "Agent", "Learner", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "dreamerv3")
+AUTOCAST = (None, "bf16")
 
 #: Keys an env adds that are not observations for the encoder.
 _NON_OBSERVATIONS = ("is_init", "step_count", "event", "episode_reward")
@@ -126,6 +127,10 @@ class Learner(nn.Module):
     ``"dreamerv3"`` uses TorchRL's :class:`DreamerV3Optimizer` (LaProp + AGC)
     for each. Its ``state_dict`` includes the optimisers, the return
     normaliser and the slow critic, so a checkpoint resumes exactly.
+    ``compile=True`` compiles the RSSM's one-step functions
+    (:meth:`~torchrl_vta.modules.HierarchicalRSSM.compile_steps`;
+    ``compile_mode="reduce-overhead"`` adds CUDA graphs on a GPU);
+    ``autocast="bf16"`` runs the loss forwards under bfloat16 autocast.
 
     Examples:
         >>> import torch
@@ -158,8 +163,13 @@ class Learner(nn.Module):
         slow_critic_tau: float = 0.02,
         replay_value_scale: float = 0.0,
         world_model_loss: dict[str, Any] | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        autocast: str | None = None,
     ):
         super().__init__()
+        if autocast not in AUTOCAST:
+            raise ValueError(f"autocast={autocast!r} is not one of {AUTOCAST}.")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}.")
         if replay_value_scale < 0:
@@ -189,6 +199,13 @@ class Learner(nn.Module):
             self._optimizer(optimizer, agent.value_model.parameters(), critic_lr, 1e-5),
         ]
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.autocast = autocast
+        if compile:
+            agent.world_model.rssm.compile_steps(mode=compile_mode)
+
+    def _autocast(self):
+        device = next(self.agent.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.autocast == "bf16")
 
     @staticmethod
     def _optimizer(kind, parameters, lr, eps):
@@ -202,21 +219,24 @@ class Learner(nn.Module):
         model_clip, actor_clip, critic_clip = self.clips
         metrics: dict[str, torch.Tensor] = {}
 
-        model_losses = self.world_model_loss(batch)
+        with self._autocast():
+            model_losses = self.world_model_loss(batch)
         model_opt.zero_grad(set_to_none=True)
         WorldModelLoss.total(model_losses).backward()
         metrics["grad_norm_model"] = _clip(self.agent.world_model.parameters(), model_clip)
         model_opt.step()
         metrics.update(model_losses.items())
 
-        actor_losses, imagined = self.actor_loss(batch)
+        with self._autocast():
+            actor_losses, imagined = self.actor_loss(batch)
         actor_opt.zero_grad(set_to_none=True)
         actor_losses["loss_actor"].backward()
         metrics["grad_norm_actor"] = _clip(self.agent.actor.parameters(), actor_clip)
         actor_opt.step()
         metrics.update(actor_losses.items())
 
-        value_losses, _ = self.value_loss(imagined)
+        with self._autocast():
+            value_losses, _ = self.value_loss(imagined)
         critic_loss = value_losses["loss_value"]
         if self.replay_value_scale:
             replay = self.actor_loss.replay_value_input(batch, imagined)

@@ -156,6 +156,8 @@ class RecipeConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    compile_mode: Optional[str] = None
+    autocast: Optional[str] = None
     output_dir: Optional[str] = None
     resume: bool = False
 
@@ -181,6 +183,11 @@ class RecipeConfig:
         one_of("logger.backend", self.logger.backend, LOGGER_BACKENDS)
         one_of("logger.mode", self.logger.mode, ("offline", "online"))
         one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
+        if self.compile_mode is not None:
+            one_of("compile_mode", self.compile_mode,
+                   ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+        if self.autocast is not None:
+            one_of("autocast", self.autocast, ("bf16",))
         for name in ("replay.batch_size", "replay.seq_len", "collector.frames_per_batch",
                      "collector.num_envs", "loss.horizon", "eval.episodes", "eval.max_steps",
                      "eval.every_frames", "checkpoint.every_frames", "logger.log_every",

@@ -114,6 +114,9 @@ def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
         slow_critic_tau=loss.slow_critic_tau,
         replay_value_scale=loss.replay_value_scale,
         world_model_loss=dict(loss.world_model),
+        compile=cfg.compile,
+        compile_mode=cfg.compile_mode,
+        autocast=cfg.autocast,
     )
 
 

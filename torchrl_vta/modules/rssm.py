@@ -340,6 +340,41 @@ class HierarchicalRSSM(nn.Module):
         # under DETERMINISTIC, and the world model must keep sampling there.
         return not self.training
 
+    @property
+    def obs_step_fn(self):
+        """The filtering step the sequence loops call (compiled after :meth:`compile_steps`)."""
+        return self.__dict__.get("_compiled_obs_step") or self.obs_step
+
+    @property
+    def img_step_fn(self):
+        """The imagination step the loops call (compiled after :meth:`compile_steps`)."""
+        return self.__dict__.get("_compiled_img_step") or self.img_step
+
+    def compile_steps(self, mode: str | None = None, **options) -> "HierarchicalRSSM":
+        """``torch.compile`` the one-step functions used by the sequence loops.
+
+        :meth:`observe` and :meth:`imagine` (hence the world-model and actor
+        losses) then run compiled steps; ``mode="reduce-overhead"`` adds CUDA
+        graphs on a GPU. The acting filter keeps the eager step. Compiling
+        per step keeps graphs small instead of unrolling the time loop.
+
+        Examples:
+            >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
+            ...                         boundary_proj_dim=4, boundary_hidden=8)
+            >>> rssm.compile_steps().obs_step_fn is rssm.obs_step
+            False
+        """
+        self.__dict__["_compiled_obs_step"] = torch.compile(self.obs_step, mode=mode, **options)
+        self.__dict__["_compiled_img_step"] = torch.compile(self.img_step, mode=mode, **options)
+        return self
+
+    def __getstate__(self):
+        # Compiled functions do not pickle (multi-process collectors copy the policy).
+        state = dict(self.__dict__)
+        state.pop("_compiled_obs_step", None)
+        state.pop("_compiled_img_step", None)
+        return state
+
     @staticmethod
     def _reset(prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None):
         if reset is None:
@@ -590,7 +625,7 @@ class HierarchicalRSSM(nn.Module):
             sequence_logits = self.boundary_posterior(embed, is_init)
         outputs: dict[str, list[torch.Tensor]] = {}
         for t in range(steps):
-            state, step = self.obs_step(
+            state, step = self.obs_step_fn(
                 state,
                 action[..., t, :],
                 embed[..., t, :],
@@ -622,7 +657,7 @@ class HierarchicalRSSM(nn.Module):
         outputs: dict[str, list[torch.Tensor]] = {}
         for t in range(horizon):
             action = actions(self.feature(state)) if callable(actions) else actions[..., t, :]
-            state, step = self.img_step(state, action)
+            state, step = self.img_step_fn(state, action)
             _append(outputs, state, step)
         return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
 

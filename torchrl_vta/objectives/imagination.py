@@ -197,7 +197,7 @@ def imagine_trajectories(
             seg_lens.append(state.seg_len)
             if t == horizon:
                 break
-            state, step = rssm.img_step(state, action.to(feature.dtype))
+            state, step = rssm.img_step_fn(state, action.to(feature.dtype))
             if step.boundary is not None:
                 boundaries.append(step.boundary)
         feature = torch.stack(features, -2)
