@@ -196,3 +196,17 @@ def test_renamed_keys():
 def test_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WorldModelLoss(model(), **kwargs)
+
+
+def test_world_model_loss_reaches_no_actor_or_critic_parameter():
+    from torchrl_vta import Agent
+
+    class Specs:
+        observation_spec = obs_spec()
+        action_spec = Bounded(-1, 1, (2,))
+
+    agent = Agent.from_env(Specs, preset="test", encoder=dict(cnn_mults=(1, 2)))
+    WorldModelLoss.total(WorldModelLoss(agent.world_model)(batch())).backward()
+    for name, parameter in [*agent.actor.named_parameters(), *agent.value_model.named_parameters()]:
+        assert parameter.grad is None, name
+    assert all(p.grad is not None for p in agent.world_model.rssm.obs_posterior.parameters())
