@@ -22,10 +22,10 @@ import tqdm
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from torchrl_vta.config import RecipeConfig
-from torchrl_vta.recipe import (
+from torchrl_vta import (
     TRAJ_KEY,
     Checkpointer,
+    RecipeConfig,
     evaluate,
     make_agent,
     make_collector,

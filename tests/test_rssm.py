@@ -328,3 +328,17 @@ def test_sampling_follows_train_mode_not_exploration_type():
     first, _ = rssm.observe(embed, action, is_init)
     second, _ = rssm.observe(embed, action, is_init)
     assert torch.equal(first["state"], second["state"])
+
+
+def test_state_estimator_can_write_to_separate_keys():
+    rssm = tiny_rssm()
+    out_keys = {name: ("posterior", name) for name in ("belief", "state", "abs_belief", "abs_state",
+                                                        "seg_len", "seg_num", "boundary_context")}
+    estimator = HierarchicalStateEstimator(rssm, out_state_keys=out_keys)
+    td = estimator.initial_tensordict([2])
+    td["embed"] = torch.randn(2, EMBED)
+    td["is_init"] = torch.ones(2, 1, dtype=torch.bool)
+    estimator(td)
+    assert (td["belief"] == 0).all()  # the input state is kept
+    assert td["posterior", "belief"].abs().sum() > 0
+    assert ("posterior", "seg_num") in estimator.out_keys

@@ -37,6 +37,23 @@ from torchrl_vta.modules import (
     make_feature_module,
     make_world_model,
 )
+from torchrl_vta.recipe import (
+    TRAJ_KEY,
+    Checkpointer,
+    evaluate,
+    make_agent,
+    make_collector,
+    make_env_factory,
+    make_learner,
+    make_logger,
+    make_replay_buffer,
+    make_temperature_schedule,
+    openloop_strip,
+    replay_keys,
+    save_episode_video,
+    save_strip,
+    select_device,
+)
 from torchrl_vta.objectives import (
     ImaginationActorLoss,
     WorldModelLoss,
@@ -50,7 +67,22 @@ from torchrl_vta.objectives import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRAJ_KEY",
     "Agent",
+    "Checkpointer",
+    "evaluate",
+    "make_agent",
+    "make_collector",
+    "make_env_factory",
+    "make_learner",
+    "make_logger",
+    "make_replay_buffer",
+    "make_temperature_schedule",
+    "openloop_strip",
+    "replay_keys",
+    "save_episode_video",
+    "save_strip",
+    "select_device",
     "AudioInjection",
     "BoundaryPosterior",
     "BoundaryPrior",

@@ -39,6 +39,8 @@ __all__ = [
     "make_temperature_schedule",
     "openloop_strip",
     "replay_keys",
+    "save_episode_video",
+    "save_strip",
     "select_device",
 ]
 
@@ -78,7 +80,15 @@ def make_env_factory(cfg: RecipeConfig, *, seed_offset: int = 0) -> Callable[[],
 
 
 def make_agent(env: EnvBase, cfg: RecipeConfig) -> Agent:
-    """The agent sized by ``cfg.model`` for ``env`` (call before adding the primer)."""
+    """The agent sized by ``cfg.model`` for ``env`` (call before adding the primer).
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.model.preset = "test"
+        >>> agent = make_agent(make_env("maze", image_size=16), cfg)
+        >>> agent.world_model.rssm.levels
+        2
+    """
     model = cfg.model
     return Agent.from_env(
         env,
@@ -94,7 +104,15 @@ def make_agent(env: EnvBase, cfg: RecipeConfig) -> Agent:
 
 
 def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
-    """The learner with ``cfg.loss`` and ``cfg.optim``."""
+    """The learner with ``cfg.loss`` and ``cfg.optim``.
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.model.preset, cfg.optim.kind = "test", "dreamerv3"
+        >>> learner = make_learner(make_agent(make_env("maze", image_size=16), cfg), cfg)
+        >>> type(learner.optimizers[0]).__name__
+        'DreamerV3Optimizer'
+    """
     loss, optim = cfg.loss, cfg.optim
     return Learner(
         agent,
@@ -121,7 +139,15 @@ def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
 
 
 def make_temperature_schedule(agent: Agent, cfg: RecipeConfig) -> TemperatureSchedule | None:
-    """Gumbel temperature annealing from the RSSM's temperature, if ``loss.temperature_final`` is set."""
+    """Gumbel temperature annealing from the RSSM's temperature, if ``loss.temperature_final`` is set.
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.model.preset, cfg.loss.temperature_final = "test", 0.1
+        >>> schedule = make_temperature_schedule(make_agent(make_env("maze", image_size=16), cfg), cfg)
+        >>> schedule(0), round(schedule(10**7), 3)
+        (1.0, 0.1)
+    """
     if cfg.loss.temperature_final is None or agent.world_model.rssm.levels == 1:
         return None
     return TemperatureSchedule(
@@ -143,6 +169,18 @@ def make_collector(
     """TorchRL ``Collector`` (one env) or ``MultiSyncCollector`` (``collector.num_envs > 1``).
 
     Every env gets the agent's primer so the recurrent acting state is carried.
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.model.preset = "test"
+        >>> cfg.env.name, cfg.env.options = "maze", {"image_size": 16}
+        >>> agent = make_agent(make_env_factory(cfg)(), cfg)
+        >>> collector = make_collector(cfg, agent.policy, remaining_frames=10, init_random_frames=0,
+        ...                            primer_factory=agent.make_primer, device=torch.device("cpu"))
+        >>> batch = next(iter(collector))
+        >>> batch["boundary"].shape[-1], ("collector", "traj_ids") in batch.keys(True)
+        (1, True)
+        >>> collector.shutdown()
     """
 
     def env_with_primer(offset: int) -> Callable[[], EnvBase]:
@@ -175,7 +213,12 @@ def make_collector(
 
 def replay_keys(observation_keys) -> list:
     """What the learner needs of a collected batch (root observations are dropped: the
-    world model reads ``("next", obs)``)."""
+    world model reads ``("next", obs)``).
+
+    Examples:
+        >>> replay_keys(["pixels"])[-1]
+        ('next', 'pixels')
+    """
     keys = ["action", "is_init", TRAJ_KEY, ("next", "reward"), ("next", "terminated"),
             ("next", "done"), ("next", "truncated")]
     return keys + [("next", key) for key in observation_keys]
@@ -185,6 +228,16 @@ def make_replay_buffer(cfg: RecipeConfig, scratch_dir: str | Path | None) -> Ten
     """Slice replay over trajectory ids: batches of ``batch_size`` slices of ``seq_len`` steps.
 
     ``num_envs > 1`` stores ``[num_envs, time]`` (``ndim=2``).
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.replay.storage, cfg.replay.batch_size, cfg.replay.seq_len = "memory", 2, 4
+        >>> buffer = make_replay_buffer(cfg, None)
+        >>> data = make_env("maze", image_size=16).rollout(10, break_when_any_done=False)
+        >>> data[TRAJ_KEY] = torch.zeros(10, dtype=torch.long)
+        >>> _ = buffer.extend(data)
+        >>> buffer.sample().reshape(2, 4).shape
+        torch.Size([2, 4])
     """
     replay = cfg.replay
     ndim = 1 if cfg.collector.num_envs == 1 else 2
@@ -204,7 +257,14 @@ def make_replay_buffer(cfg: RecipeConfig, scratch_dir: str | Path | None) -> Ten
 
 
 def make_logger(cfg: RecipeConfig, log_dir: str | Path, experiment_name: str):
-    """A ``torchrl.record`` logger (``None`` for ``logger.backend=none``)."""
+    """A ``torchrl.record`` logger (``None`` for ``logger.backend=none``).
+
+    Examples:
+        >>> import tempfile
+        >>> logger = make_logger(RecipeConfig(), tempfile.mkdtemp(), "demo")
+        >>> type(logger).__name__
+        'CSVLogger'
+    """
     backend = cfg.logger.backend
     if backend == "none":
         return None
@@ -261,6 +321,15 @@ def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_k
     image (see :func:`torchrl_vta.viz.boundary_strip`) with the posterior
     boundaries over the context and the prior boundaries over the prediction,
     or ``None`` if the env has no image.
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.model.preset = "test"
+        >>> env = make_env("maze", image_size=16)
+        >>> agent = make_agent(env, cfg)
+        >>> data = env.rollout(8, break_when_any_done=False)
+        >>> openloop_strip(agent, data, context=4).shape  # 2 rows of 16 px + 2 bars of 4 px
+        (40, 128, 3)
     """
     model = agent.world_model
     rssm = model.rssm
@@ -347,7 +416,14 @@ class Checkpointer:
 
 
 def save_episode_video(path: str | Path, episode: TensorDictBase, image_key: str = "pixels"):
-    """Write an evaluation episode's frames as a GIF (``None`` if the env has no image)."""
+    """Write an evaluation episode's frames as a GIF (``None`` if the env has no image).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> episode = make_env("maze", image_size=16).rollout(3)
+        >>> save_episode_video(pathlib.Path(tempfile.mkdtemp()) / "e.gif", episode).suffix
+        '.gif'
+    """
     frames = episode.get(("next", image_key), None)
     if frames is None:
         return None
@@ -355,5 +431,11 @@ def save_episode_video(path: str | Path, episode: TensorDictBase, image_key: str
 
 
 def save_strip(path: str | Path, image) -> Path:
-    """Write a boundary strip as PNG."""
+    """Write a boundary strip as PNG.
+
+    Examples:
+        >>> import tempfile, pathlib, numpy as np
+        >>> save_strip(pathlib.Path(tempfile.mkdtemp()) / "s.png", np.zeros((8, 8, 3), np.uint8)).suffix
+        '.png'
+    """
     return save_png(path, image)

@@ -806,8 +806,10 @@ class HierarchicalStateEstimator(TensorDictModuleBase):
     Reads the current embedding, the previous action (``prev_action``), the
     recurrent state and ``is_init`` from the root of the TensorDict, and
     overwrites the recurrent state with the posterior of the current
-    observation (as TorchRL's DreamerV3 estimator does); it also writes the
-    READ indicator under ``boundary``. :meth:`make_primer` gives the
+    observation (as TorchRL's DreamerV3 estimator does; ``out_state_keys``
+    writes it elsewhere instead, keeping the input state, e.g. for on-policy
+    learners that recompute features); it also writes the READ indicator
+    under ``boundary``. :meth:`make_primer` gives the
     :class:`~torchrl.envs.TensorDictPrimer` that creates and carries these
     entries in any TorchRL env/collector. Requires a causal boundary posterior
     (``boundary_right=0``), which is what makes acting use the training
@@ -835,6 +837,7 @@ class HierarchicalStateEstimator(TensorDictModuleBase):
         is_init_key: NestedKey = "is_init",
         boundary_key: NestedKey = "boundary",
         state_keys: dict[str, NestedKey] | None = None,
+        out_state_keys: dict[str, NestedKey] | None = None,
     ):
         super().__init__()
         if rssm.levels == 2 and not rssm.boundary_posterior.causal:
@@ -848,8 +851,9 @@ class HierarchicalStateEstimator(TensorDictModuleBase):
         self.is_init_key = is_init_key
         self.boundary_key = boundary_key
         self.state_keys = _merge_keys(DEFAULT_STATE_KEYS, state_keys)
+        self.out_state_keys = _merge_keys(self.state_keys, out_state_keys)
         self.in_keys = [embed_key, action_key, is_init_key, *self.state_keys.values()]
-        self.out_keys = list(self.state_keys.values()) + (
+        self.out_keys = list(self.out_state_keys.values()) + (
             [boundary_key] if rssm.levels == 2 else []
         )
 
@@ -862,7 +866,7 @@ class HierarchicalStateEstimator(TensorDictModuleBase):
             embed,
             tensordict.get(self.is_init_key),
         )
-        for key, value in zip(self.state_keys.values(), state):
+        for key, value in zip(self.out_state_keys.values(), state):
             tensordict.set(key, value)
         if step.boundary is not None:
             tensordict.set(self.boundary_key, step.boundary)
