@@ -55,7 +55,7 @@ def test_every_python_block_is_a_tested_recipe():
 
 def test_ppo_with_hierarchical_feature_extractor():
     ns = run_recipe("ppo")
-    history, trained = ns["history"], ns["trained"]
+    history = ns["history"]
     # 2 collector batches x 2 epochs x 2 minibatches of 32 steps.
     assert len(history) == 8
     for row in history:

@@ -6,7 +6,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
-from torchrl_vta.modules.boundary import COPY, READ
+from torchrl_vta.modules.boundary import READ
 from torchrl_vta.modules.rssm import (
     HierarchicalRSSM,
     HierarchicalRSSMRollout,

@@ -8,14 +8,13 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictSequential
 from torch import nn
-from torchrl.data import Composite
 from torchrl.envs import EnvBase, TensorDictPrimer
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
 from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.encoders import make_encoder_module
 from torchrl_vta.modules.rssm import HierarchicalStateEstimator, PreviousActionWriter
-from torchrl_vta.modules.world_model import HierarchicalWorldModel, make_world_model
+from torchrl_vta.modules.world_model import PRESETS, HierarchicalWorldModel, make_world_model
 from torchrl_vta.objectives.actor_critic import (
     ImaginationActorLoss,
     make_target_updater,
@@ -28,9 +27,6 @@ __all__ = ["AUTOCAST", "Agent", "Learner", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "dreamerv3")
 AUTOCAST = (None, "bf16")
-
-#: Keys an env adds that are not observations for the encoder.
-_NON_OBSERVATIONS = ("is_init", "step_count", "event", "episode_reward")
 
 
 class Agent(nn.Module):
@@ -86,22 +82,19 @@ class Agent(nn.Module):
         ``actor`` and ``critic`` go to :func:`~torchrl_vta.modules.make_actor`
         and :func:`~torchrl_vta.objectives.make_value_model`.
         """
-        observation_spec = env.observation_spec
-        encoder = dict(encoder or {})
-        exclude = tuple(encoder.pop("exclude_keys", ())) + _NON_OBSERVATIONS
+        # The encoder skips non-observations itself (bool flags such as
+        # `is_init`/`event`, counters, done/reward entries).
         world_model = make_world_model(
-            observation_spec,
+            env.observation_spec,
             env.action_spec,
             preset=preset,
             levels=levels,
-            encoder={"exclude_keys": exclude + ("terminated", "truncated", "done", "reward"), **encoder},
+            encoder=encoder,
             rssm=rssm,
             decoder=decoder,
             head=head,
         )
         head_sizes = {k: v for k, v in (head or {}).items() if k in ("layers", "units")}
-        from torchrl_vta.modules.world_model import PRESETS
-
         defaults = {**PRESETS[preset]["head"], **head_sizes}
         feature_dim = world_model.rssm.feature_dim
         actor_module = make_actor(env.action_spec, feature_dim, **{**defaults, **(actor or {})})

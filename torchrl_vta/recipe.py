@@ -7,6 +7,7 @@ logger; then collect, update, evaluate, draw and checkpoint.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -272,16 +273,11 @@ def make_logger(cfg: RecipeConfig, log_dir: str | Path, experiment_name: str):
 
     kwargs: dict[str, Any] = {}
     if backend == "wandb":
-        try:
-            import wandb  # noqa: F401
-        except ImportError as err:
-            raise ImportError('logger.backend=wandb needs wandb: pip install "torchrl_vta[wandb]".') from err
+        if importlib.util.find_spec("wandb") is None:
+            raise ImportError('logger.backend=wandb needs wandb: pip install "torchrl_vta[wandb]".')
         kwargs = dict(project=cfg.logger.project, mode=cfg.logger.mode, save_dir=str(log_dir))
-    if backend == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError as err:
-            raise ImportError("logger.backend=tensorboard needs tensorboard: pip install tensorboard.") from err
+    if backend == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("logger.backend=tensorboard needs tensorboard: pip install tensorboard.")
     return get_logger(backend, logger_name=str(log_dir), experiment_name=experiment_name, **kwargs)
 
 
