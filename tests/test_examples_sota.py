@@ -29,15 +29,16 @@ _TINY = """model=tiny \\
   logger.backend=csv"""
 
 commands = {
-    "dmc": f"""python examples/vta_dreamer.py env=dmc \\
-  {_TINY} \\
-  output_dir=$RUN_DIR
-""",
     "balls": f"""python examples/vta_dreamer.py env=balls \\
   {_TINY} \\
   output_dir=$RUN_DIR
 """,
     "balls_levels1": f"""python examples/vta_dreamer.py env=balls model.levels=1 \\
+  {_TINY} \\
+  output_dir=$RUN_DIR
+""",
+    "maze_two_envs": f"""python examples/vta_dreamer.py env=maze env.options.image_size=32 \\
+  collector.num_envs=2 \\
   {_TINY} \\
   output_dir=$RUN_DIR
 """,
