@@ -384,3 +384,12 @@ def test_return_norm_is_torchrl_percentile_ema():
     actor_loss.eval()
     actor_loss(batch)
     torch.testing.assert_close(norm.high, frozen_stats)
+
+
+def test_single_action_spec_is_refused_with_a_clear_message():
+    from torchrl.data import OneHot
+
+    from torchrl_vta.modules.actor import make_actor
+
+    with pytest.raises(ValueError, match="nothing to choose"):
+        make_actor(OneHot(1), 8)

@@ -227,6 +227,11 @@ def make_actor(
     if not 0 <= unimix < 1:
         raise ValueError(f"unimix must be in [0, 1), got {unimix}.")
     if isinstance(action_spec, OneHot):
+        if action_spec.shape[-1] < 2:
+            raise ValueError(
+                f"The action spec has {action_spec.shape[-1]} action: there is nothing to "
+                "choose. For `balls`, pass controlled=True to get actions."
+            )
         net = ActorNet(
             feature_dim, action_spec.shape[-1], discrete=True, layers=layers, units=units
         )
