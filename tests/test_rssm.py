@@ -153,7 +153,7 @@ def test_state_estimator_reproduces_rollout(levels, training):
     rssm.train(training)
     embed, action, is_init = sequence(batch=(3,), steps=10, init_at=(0, 6))
     torch.manual_seed(7)
-    out, _ = rssm.observe(embed, action, is_init)
+    out, last = rssm.observe(embed, action, is_init)
 
     estimator = HierarchicalStateEstimator(rssm)
     td = estimator.initial_tensordict([3])
@@ -168,6 +168,8 @@ def test_state_estimator_reproduces_rollout(levels, training):
     stepped = torch.stack(states, 1)
     for key in ("state", "belief", "abs_state", "abs_belief", "seg_len"):
         torch.testing.assert_close(stepped[key], out[key], rtol=0, atol=1e-6)
+    # The final context also matches, so a filter can continue from observe().
+    torch.testing.assert_close(td["boundary_context"], last.boundary_context, rtol=0, atol=1e-6)
 
 
 def test_gradients_flow_through_boundaries_into_both_detectors():

@@ -188,6 +188,30 @@ class BoundaryPosterior(nn.Module):
         window = torch.where(visible.unsqueeze(-1), window, 0.0)
         return self.net(window.reshape(*window.shape[:-2], size * self.proj_dim))
 
+    def final_context(self, embed: torch.Tensor, is_init: torch.Tensor | None = None) -> torch.Tensor:
+        """The context :meth:`step` holds after the last frame of ``embed [..., T, E]``.
+
+        Lets a filter that computed a whole sequence with :meth:`forward`
+        continue step by step: the last ``left`` projected frames, zero before
+        the latest episode start or the sequence start.
+
+        Examples:
+            >>> posterior = BoundaryPosterior(6, left=3, proj_dim=4, hidden=8)
+            >>> embed = torch.randn(5, 6)
+            >>> context = posterior.initial_context(())
+            >>> for t in range(5):
+            ...     _, context = posterior.step(embed[t], context)
+            >>> torch.allclose(context, posterior.final_context(embed))
+            True
+        """
+        proj = self.proj(embed[..., max(embed.shape[-2] - self.left, 0) :, :])
+        if is_init is not None:
+            episode = _check_is_init(is_init, embed, "is_init").long().cumsum(-1)
+            episode = episode[..., -proj.shape[-2] :]
+            proj = proj * (episode == episode[..., -1:]).unsqueeze(-1).to(proj.dtype)
+        missing = self.left - proj.shape[-2]
+        return F.pad(proj, (0, 0, missing, 0)) if missing > 0 else proj
+
     def initial_context(self, batch_shape, device=None, dtype=None) -> torch.Tensor:
         """Empty context ``[*batch_shape, left, proj_dim]`` (zeros) for :meth:`step`.
 

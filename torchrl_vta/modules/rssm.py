@@ -616,12 +616,19 @@ class HierarchicalRSSM(nn.Module):
                 f"action batch/time shape {tuple(action.shape[:-1])} does not match the "
                 f"embedding's {tuple(embed.shape[:-1])}."
             )
+        resets = [False] * steps
         if is_init is not None:
             is_init = is_init.reshape(*batch, steps).bool()
-        if state is None:
+            # One host read per sequence; steps without an episode start then
+            # skip the reset masking altogether.
+            resets = is_init.reshape(-1, steps).any(0).tolist()
+        fresh = state is None
+        if fresh:
             state = self.initial_state(batch, embed.device, embed.dtype)
         sequence_logits = None
-        if self.levels == 2 and not self.boundary_posterior.causal:
+        if self.levels == 2 and (fresh or not self.boundary_posterior.causal):
+            # One batched pass over the window instead of a step per frame; a
+            # fresh start has the zero context forward() assumes.
             sequence_logits = self.boundary_posterior(embed, is_init)
         outputs: dict[str, list[torch.Tensor]] = {}
         for t in range(steps):
@@ -629,13 +636,17 @@ class HierarchicalRSSM(nn.Module):
                 state,
                 action[..., t, :],
                 embed[..., t, :],
-                is_init[..., t] if is_init is not None else None,
+                is_init[..., t] if resets[t] else None,
                 boundary_logits=(
                     sequence_logits[..., t, :] if sequence_logits is not None else None
                 ),
                 first=t == 0,
             )
             _append(outputs, state, step)
+        if sequence_logits is not None and self.boundary_posterior.causal:
+            state = state._replace(
+                boundary_context=self.boundary_posterior.final_context(embed, is_init)
+            )
         return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
 
     def imagine(
