@@ -96,14 +96,15 @@ class _Specs:
     action_spec = Bounded(-1, 1, (ACTION_DIM,))
 
 
-def ours(size: dict, levels: int, device):
+def ours(size: dict, levels: int, device, abstract_fraction: float = 1.0):
     agent = Agent.from_env(
         _Specs,
         preset="test",
         levels=levels,
         encoder=dict(cnn_depth=size["depth"], cnn_mults=MULTS, cnn_kernel=5),
         rssm=dict(
-            belief_dim=size["deter"], hidden=size["hidden"], latent="categorical",
+            belief_dim=size["deter"], abs_belief_dim=int(size["deter"] * abstract_fraction),
+            hidden=size["hidden"], latent="categorical",
             groups=32, classes=size["classes"], boundary_hidden=size["hidden"],
             boundary_proj_dim=size["hidden"],
         ),
@@ -272,9 +273,13 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--batches", nargs="+", default=["16x64", "4x16"])
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--abstract-fraction", type=float, default=None,
+        help="also time levels=2 with abs_belief_dim = fraction * deter (column ours_l2_small)",
+    )
     parser.add_argument("--out", default="benchmarks/results/bench_update.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -288,6 +293,8 @@ def main() -> None:
             "ours_l1": lambda: ours(size, 1, device)[:2],
             "ours_l2": lambda: ours(size, 2, device)[:2],
         }
+        if args.abstract_fraction:
+            builders["ours_l2_small"] = lambda: ours(size, 2, device, args.abstract_fraction)[:2]
         steps = {name: build() for name, build in builders.items()}
         for batch_name in args.batches:
             b, t = map(int, batch_name.split("x"))
@@ -300,6 +307,8 @@ def main() -> None:
                     result[f"{name}_mib"] = memory
                 result["l1_vs_torchrl"] = result["ours_l1_s"] / result["torchrl_s"]
                 result["l2_vs_l1"] = result["ours_l2_s"] / result["ours_l1_s"]
+                if "ours_l2_small_s" in result:
+                    result["l2_small_vs_l1"] = result["ours_l2_small_s"] / result["ours_l1_s"]
                 rows.append(result)
                 print(
                     f"{size_name:8s} {batch_name:6s} {part:12s} torchrl {result['torchrl_s']:7.3f}s "

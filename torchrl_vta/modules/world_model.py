@@ -164,15 +164,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "size12m": dict(
         encoder=dict(cnn_depth=32, cnn_mults=(2, 3, 4, 4), cnn_kernel=5, mlp_layers=3, mlp_units=256),
-        rssm=dict(belief_dim=2048, hidden=256, stoch_dim=32, groups=16, classes=16,
-                  boundary_proj_dim=64, boundary_hidden=256),
+        # A quarter-width abstract belief: it updates once per segment, and at full
+        # width it makes levels=2 cost ~2x levels=1 (benchmarks/README.md).
+        rssm=dict(belief_dim=2048, abs_belief_dim=512, hidden=256, stoch_dim=32, groups=16,
+                  classes=16, boundary_proj_dim=64, boundary_hidden=256),
         decoder=dict(cnn_blocks=8),
         head=dict(layers=1, units=256),
     ),
     "size25m": dict(
         encoder=dict(cnn_depth=48, cnn_mults=(2, 3, 4, 4), cnn_kernel=5, mlp_layers=3, mlp_units=384),
-        rssm=dict(belief_dim=3072, hidden=384, stoch_dim=32, groups=24, classes=24,
-                  boundary_proj_dim=64, boundary_hidden=384),
+        rssm=dict(belief_dim=3072, abs_belief_dim=768, hidden=384, stoch_dim=32, groups=24,
+                  classes=24, boundary_proj_dim=64, boundary_hidden=384),
         decoder=dict(cnn_blocks=8),
         head=dict(layers=1, units=384),
     ),
