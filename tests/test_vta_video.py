@@ -1,0 +1,88 @@
+"""End-to-end smoke runs and option checking of examples/vta_video.py."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "vta_video.py"
+CONFIG_DIR = str(ROOT / "configs" / "video")
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("vta_video", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose(config_name="vta_video", overrides=list(overrides))
+
+
+def _run(tmp_path: Path, *overrides) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "preset=smoke", f"hydra.run.dir={tmp_path / 'run'}",
+         f"data_dir={tmp_path / 'data'}", *overrides],
+        capture_output=True, text=True, timeout=110, cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("overrides", [("dataset=balls", "model=original"),
+                                       ("dataset=maze", "model=agent")])
+def test_smoke_run_writes_outputs(tmp_path, overrides):
+    result = _run(tmp_path, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    for name in ("metrics.json", "boundary_strip.png", "generation_full.png",
+                 "generation_jumpy.png", "model.pt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"] == overrides[1].split("=")[1]
+    assert metrics["steps_done"] == 3
+    for name in ("forcing_on", "forcing_off"):
+        report = metrics[name]
+        assert set(report["f1"]) == set(report["periodic_f1"]) == {"0", "1", "2"}
+        for key in ("precision", "recall", "auc", "boundary_rate", "event_rate",
+                    "mean_segment_length", "table", "periodic_table"):
+            assert key in report
+    assert "outputs in" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("dataset=ballz",), "Could not find 'dataset/ballz'"),
+    (("model.max_seg_len=-1",), "model.max_seg_len must be >= 1"),
+])
+def test_bad_options_fail_before_any_work(tmp_path, overrides, message):
+    result = _run(tmp_path, *overrides)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_validation_names_the_bad_option():
+    script = _load_script()
+    config = script.validate_config(_compose("preset=smoke"))
+    assert config.window == 10 and config.model.sizes() == (16, 8, 2)
+    cases = [
+        (("model.size=huge",), "model.size must be one of"),
+        (("model=agent", "+model.rssm.max_seg_lenn=3"), r"model.rssm has unknown option\(s\) \['max_seg_lenn'\]"),
+        (("model=agent", "+model.loss.boundary_kll=x"), r"model.loss has unknown option"),
+        (("steps=-2",), "steps must be >= 0"),
+        (("optim.lr=0",), "optim.lr must be > 0"),
+        (("temperature.final=0",), "final must be > 0"),
+        (("dataset.image_size=64",), "dataset.image_size must be 32"),
+        (("model.seq_size=40",), r"dataset.seq_len \(30\) must be >= the model window"),
+        (("+eval.tolerance=1",), "invalid option in 'eval'"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ValueError, match=message):
+            script.validate_config(_compose(*overrides))
+    with pytest.raises(Exception, match="max_seg_lenn"):
+        _compose("model.max_seg_lenn=3")

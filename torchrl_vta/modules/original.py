@@ -1,0 +1,726 @@
+"""The original VTA video model (Kim, Ahn & Bengio, NeurIPS 2019), action-free.
+
+This is the unsupervised sequence model of the paper, kept apart from the agent variant
+(:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM`): a built-in convolutional
+encoder/decoder for 32x32 frames, a *non-causal* boundary posterior (a Conv1d stack over
+the whole sequence of embeddings), a bidirectional posterior over the abstract state and
+Gaussian latents with a sigmoid standard deviation.
+
+Generative model (``m_t = READ`` starts a segment at ``t``)::
+
+    c_t = GRU_z(z_{t-1}, c_{t-1}) on READ, else c_{t-1}      z_t ~ N(mu(c_t), sigma(c_t)) on READ, else z_{t-1}
+    f^z_t = Linear([c_t, z_t])
+    h_t = f^z_t on READ, else GRU_s([s_{t-1}, f^z_t], h_{t-1})   s_t ~ N(mu(h_t), sigma(h_t))
+    f^s_t = Linear([h_t, s_t])      x_t ~ N(Dec(f^s_t), 1)      logits(m_{t+1}) = Linear(f^s_t)
+
+Inference::
+
+    m_t ~ GumbelSoftmax(Conv1d stack(e_{1:T})_t)           (a +-4 frame window with 3 hidden layers)
+    a_t = GRU_a(e_t, a_{t-1})                                (never reset)
+    b_t = GRU_b(e_t, COPY_{t+1} * b_{t+1})                   (reset at segment ends)
+    o_t = GRU_o(e_t, COPY_t * o_{t-1})                       (reset at segment starts)
+    q(z_t) = N([a_{t-1}, b_t])       q(s_t) = N([o_t, f^z_t])
+
+A training window has ``init_size`` context frames, the modelled frames, then
+``init_size`` context frames. Boundaries in the context frames (and at the first modelled
+frame) are forced to READ, as in the official code: the leading context only feeds the
+forward RNN ``a`` (whose last state initialises ``c`` at the first modelled frame) and the
+boundary convolution; the trailing context feeds the boundary convolution and, being
+READ, resets the backward RNN at the end of the modelled span. Losses and metrics only
+use the modelled frames.
+
+Two levels of API:
+
+* :class:`OriginalVTA` (tensors): ``forward(obs)`` returns a :class:`VTAOutput` of
+  ``[*B, T, ...]`` tensors over the whole window (zeros where a quantity is undefined, see
+  the masks ``modelled`` and ``boundary_scored``); ``generate(context, steps, mode=...)``
+  imagines ``"full"`` (both levels, prior boundaries) or ``"jumpy"`` (one segment per
+  frame) futures.
+* :class:`OriginalVTAModule` (TensorDict): reads uint8 ``pixels`` ``[*B, T, 3, 32, 32]``,
+  applies the 5-bit preprocessing (:func:`preprocess_pixels`) and writes every output
+  under the keys of :data:`DEFAULT_VTA_KEYS`; :class:`~torchrl_vta.objectives.original_loss.OriginalVTALoss`
+  reads them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+import torch.nn.functional as F
+from torch import nn
+
+from torchrl_vta.modules.boundary import (
+    COPY,
+    READ,
+    BoundaryPrior,
+    force_logits,
+    force_sample,
+    limit_segments,
+    sample_boundary,
+    update_segment_counters,
+)
+from torchrl_vta.modules.latent import GaussianLatent, _check_int
+
+__all__ = [
+    "DEFAULT_VTA_KEYS",
+    "ConvBoundaryPosterior",
+    "GENERATION_MODES",
+    "OriginalVTA",
+    "OriginalVTAModule",
+    "VTADecoder",
+    "VTAEncoder",
+    "VTAGeneration",
+    "VTAOutput",
+    "postprocess_pixels",
+    "preprocess_pixels",
+]
+
+GENERATION_MODES = ("full", "jumpy")
+_IMAGE_SIZE = 32
+
+
+def preprocess_pixels(
+    pixels: torch.Tensor, bits: int = 5, *, dequantize: bool = True
+) -> torch.Tensor:
+    """uint8 pixels -> floats in ``[-1, 1]`` on ``2 ** bits`` levels (the original VTA input).
+
+    Each value is reduced to ``bits`` bits (``floor(p / 2 ** (8 - bits))``), then placed at
+    ``(level + u) / 2 ** bits`` and mapped to ``[-1, 1]``. With ``dequantize`` (training),
+    ``u ~ U(0, 1)`` (uniform dequantisation noise of one level, 1/32 of the range for 5
+    bits); without it, ``u = 0.5`` (the level's centre), so the output is deterministic and
+    takes exactly ``2 ** bits`` values.
+
+    Examples:
+        >>> x = preprocess_pixels(torch.arange(256, dtype=torch.uint8), dequantize=False)
+        >>> x.unique().numel(), x.min().item(), x.max().item()
+        (32, -0.96875, 0.96875)
+        >>> bool(preprocess_pixels(torch.zeros(4, dtype=torch.uint8)).lt(-15 / 16).all())
+        True
+    """
+    if pixels.dtype != torch.uint8:
+        raise ValueError(f"pixels must be uint8, got dtype {pixels.dtype}.")
+    _check_int("bits", bits)
+    if bits > 8:
+        raise ValueError(f"bits must be in [1, 8], got {bits}.")
+    levels = 2**bits
+    level = torch.div(pixels, 2 ** (8 - bits), rounding_mode="floor").float()
+    offset = torch.rand_like(level) if dequantize else torch.full_like(level, 0.5)
+    return (level + offset) / levels * 2.0 - 1.0
+
+
+def postprocess_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Floats in ``[-1, 1]`` (model space) -> uint8 pixels, for viewing.
+
+    Examples:
+        >>> postprocess_pixels(torch.tensor([-1.0, 0.0, 1.0, 3.0])).tolist()
+        [0, 128, 255, 255]
+    """
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _check_frames(name: str, x: torch.Tensor, channels: int) -> None:
+    expected = (channels, _IMAGE_SIZE, _IMAGE_SIZE)
+    if x.dim() < 4 or tuple(x.shape[-3:]) != expected:
+        raise ValueError(
+            f"{name} must have shape [..., {channels}, 32, 32] (the original VTA CNN reads "
+            f"32x32 frames), got {tuple(x.shape)}."
+        )
+
+
+class VTAEncoder(nn.Module):
+    """4 x (Conv2d k4 + BatchNorm + ELU), strides 2, 2, 2, 1: 32x32 frames -> ``features``.
+
+    Examples:
+        >>> encoder = VTAEncoder(features=16)
+        >>> encoder(torch.randn(2, 5, 3, 32, 32)).shape
+        torch.Size([2, 5, 16])
+    """
+
+    def __init__(self, channels: int = 3, features: int = 128):
+        super().__init__()
+        _check_int("channels", channels)
+        _check_int("features", features)
+        self.channels = channels
+        self.features = features
+        layers: list[nn.Module] = []
+        width = channels
+        # 32 -> 16 -> 8 -> 4 with (stride 2, pad 1), then a 4x4 valid conv down to 1x1.
+        for stride, padding in ((2, 1), (2, 1), (2, 1), (1, 0)):
+            layers += [
+                nn.Conv2d(width, features, 4, stride, padding, bias=False),
+                nn.BatchNorm2d(features),
+                nn.ELU(),
+            ]
+            width = features
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Embed frames ``[..., C, 32, 32]`` (floats in ``[-1, 1]``) to ``[..., features]``."""
+        _check_frames("frames", frames, self.channels)
+        batch = frames.shape[:-3]
+        out = self.net(frames.reshape(-1, *frames.shape[-3:]))
+        return out.reshape(*batch, self.features)
+
+
+class VTADecoder(nn.Module):
+    """``in_features`` -> 32x32 frames in ``[-1, 1]``: 4 x ConvTranspose2d(k4) (1 -> 4 -> 8 ->
+    16 -> 32) with BatchNorm + ELU between, Tanh last.
+
+    An input width other than ``features`` is first mapped by Linear + ELU.
+
+    Examples:
+        >>> decoder = VTADecoder(8, features=16)
+        >>> frames = decoder(torch.randn(2, 5, 8))
+        >>> frames.shape, bool(frames.abs().le(1).all())
+        (torch.Size([2, 5, 3, 32, 32]), True)
+    """
+
+    def __init__(self, in_features: int, features: int = 128, channels: int = 3):
+        super().__init__()
+        _check_int("in_features", in_features)
+        _check_int("features", features)
+        _check_int("channels", channels)
+        self.features = features
+        self.channels = channels
+        self.project = (
+            nn.Identity()
+            if in_features == features
+            else nn.Sequential(nn.Linear(in_features, features), nn.ELU())
+        )
+        layers: list[nn.Module] = []
+        for stride, padding in ((1, 0), (2, 1), (2, 1)):
+            layers += [
+                nn.ConvTranspose2d(features, features, 4, stride, padding, bias=False),
+                nn.BatchNorm2d(features),
+                nn.ELU(),
+            ]
+        layers += [nn.ConvTranspose2d(features, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        """Decode ``[..., in_features]`` to frames ``[..., C, 32, 32]``."""
+        batch = feature.shape[:-1]
+        hidden = self.project(feature.reshape(-1, feature.shape[-1]))
+        out = self.net(hidden.reshape(-1, self.features, 1, 1))
+        return out.reshape(*batch, *out.shape[-3:])
+
+
+class ConvBoundaryPosterior(nn.Module):
+    """The original non-causal boundary posterior over a sequence of embeddings.
+
+    ``layers`` x (Conv1d k3 pad 1 without bias + BatchNorm + ELU), then Conv1d k3 -> 2
+    logits (``READ``, ``COPY``): each step sees ``layers + 1`` frames on either side
+    (+-4 with the default 3 layers). The ends of the sequence are zero-padded.
+
+    Examples:
+        >>> posterior = ConvBoundaryPosterior(6, layers=3)
+        >>> posterior(torch.randn(2, 9, 6)).shape
+        torch.Size([2, 9, 2])
+        >>> posterior.half_window
+        4
+    """
+
+    def __init__(self, embed_dim: int, *, layers: int = 3, hidden: int | None = None):
+        super().__init__()
+        _check_int("embed_dim", embed_dim)
+        _check_int("layers", layers, minimum=0)
+        hidden = embed_dim if hidden is None else _check_int("hidden", hidden)
+        self.half_window = layers + 1
+        modules: list[nn.Module] = []
+        width = embed_dim
+        for _ in range(layers):
+            modules += [
+                nn.Conv1d(width, hidden, 3, padding=1, bias=False),
+                nn.BatchNorm1d(hidden),
+                nn.ELU(),
+            ]
+            width = hidden
+        modules.append(nn.Conv1d(width, 2, 3, padding=1))
+        self.net = nn.Sequential(*modules)
+
+    def forward(self, embed: torch.Tensor) -> torch.Tensor:
+        """Boundary logits ``[*B, T, 2]`` for embeddings ``[*B, T, E]``."""
+        if embed.dim() < 2:
+            raise ValueError(f"embed must have shape [*B, T, E], got {tuple(embed.shape)}.")
+        flat = embed.reshape(-1, *embed.shape[-2:]).transpose(1, 2)
+        return self.net(flat).transpose(1, 2).reshape(*embed.shape[:-1], 2)
+
+
+class VTAOutput(NamedTuple):
+    """Everything :meth:`OriginalVTA.forward` computes, each ``[*B, T, ...]``.
+
+    Quantities of the generative model exist on the modelled steps only (``modelled``) and
+    are zero elsewhere; ``boundary_prior_logits[t]`` are the prior's logits for step ``t``,
+    predicted from step ``t - 1``, and exist where ``boundary_scored``. The boundary
+    fields cover every step.
+
+    Attributes:
+        reconstruction: ``Dec(f^s_t)``, frames in ``[-1, 1]``.
+        belief, state: observation level ``h_t``, ``s_t``.
+        abs_belief, abs_state: abstract level ``c_t``, ``z_t``.
+        prior_stats, posterior_stats: ``[mean, std]`` of ``p(s_t)`` and ``q(s_t)``.
+        abs_prior_stats, abs_posterior_stats: the same for ``z_t``.
+        boundary: READ indicator ``[*B, T, 1]`` (exact 0/1, straight-through gradient).
+        boundary_logits: posterior logits ``[*B, T, 2]`` (never forced).
+        boundary_log_sample: relaxed Gumbel log-sample ``[*B, T, 2]`` behind ``boundary``.
+        boundary_prior_logits: prior logits ``[*B, T, 2]`` (limit-forced in training).
+        boundary_forced: bool ``[*B, T, 1]``, boundaries not decided by the posterior
+            (context frames, the first modelled frame, posterior limits if enabled).
+        modelled: bool ``[*B, T, 1]``, the modelled (reconstructed) steps.
+        boundary_scored: bool ``[*B, T, 1]``, steps whose boundary the prior scores.
+    """
+
+    reconstruction: torch.Tensor
+    belief: torch.Tensor
+    state: torch.Tensor
+    abs_belief: torch.Tensor
+    abs_state: torch.Tensor
+    prior_stats: torch.Tensor
+    posterior_stats: torch.Tensor
+    abs_prior_stats: torch.Tensor
+    abs_posterior_stats: torch.Tensor
+    boundary: torch.Tensor
+    boundary_logits: torch.Tensor
+    boundary_log_sample: torch.Tensor
+    boundary_prior_logits: torch.Tensor
+    boundary_forced: torch.Tensor
+    modelled: torch.Tensor
+    boundary_scored: torch.Tensor
+
+
+class VTAGeneration(NamedTuple):
+    """Output of :meth:`OriginalVTA.generate`.
+
+    Attributes:
+        frames: generated frames ``[*B, steps, C, 32, 32]`` in ``[-1, 1]``.
+        boundary: READ indicator ``[*B, steps, 1]`` (all ones in ``"jumpy"`` mode).
+    """
+
+    frames: torch.Tensor
+    boundary: torch.Tensor
+
+
+def _mix(read: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    # read is exactly 0 or 1 in the forward pass, so COPY returns `old` bit for bit.
+    return read * new + (1 - read) * old
+
+
+class OriginalVTA(nn.Module):
+    """The original VTA model (tensor level); see the module docstring for the equations.
+
+    Keyword Args:
+        channels: image channels. Defaults to 3.
+        belief_size: size of every GRU state (``c``, ``h``, ``a``, ``b``, ``o``) and of
+            ``f^z``. Defaults to 128.
+        feat_size: CNN width, embedding size and size of ``f^s``. Defaults to 128.
+        state_size: size of ``z`` and ``s``. Defaults to 8.
+        latent_layers: hidden ELU layers (of width ``feat_size``) of each Gaussian head;
+            0 makes it a single Linear. Defaults to 1.
+        boundary_layers: hidden Conv1d layers of the boundary posterior. Defaults to 3.
+        max_seg_len, max_seg_num: segment limits forcing the *prior* boundary logits in
+            training (``None`` disables one). Defaults 8 and 5.
+        temperature: Gumbel-softmax temperature (an attribute, annealed by the trainer).
+
+    In training mode boundaries and latents are sampled; in eval mode boundaries take the
+    argmax of their logits (no Gumbel noise), latents their means, BatchNorm its running
+    statistics, and the prior is not forced, so ``forward`` is deterministic.
+
+    Examples:
+        >>> model = OriginalVTA(belief_size=16, feat_size=16, state_size=4)
+        >>> out = model(torch.rand(2, 12, 3, 32, 32) * 2 - 1, init_size=2)
+        >>> out.reconstruction.shape, out.boundary.shape
+        (torch.Size([2, 12, 3, 32, 32]), torch.Size([2, 12, 1]))
+        >>> out.modelled[0, :, 0].int().tolist()
+        [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+        >>> _ = model.eval()
+        >>> model.generate(torch.zeros(2, 2, 3, 32, 32), 4, mode="jumpy").frames.shape
+        torch.Size([2, 4, 3, 32, 32])
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int = 3,
+        belief_size: int = 128,
+        feat_size: int = 128,
+        state_size: int = 8,
+        latent_layers: int = 1,
+        boundary_layers: int = 3,
+        max_seg_len: int | None = 8,
+        max_seg_num: int | None = 5,
+        temperature: float = 1.0,
+    ):
+        super().__init__()
+        for name, value in (("belief_size", belief_size), ("feat_size", feat_size),
+                            ("state_size", state_size)):
+            _check_int(name, value)
+        for name, value in (("max_seg_len", max_seg_len), ("max_seg_num", max_seg_num)):
+            if value is not None:
+                _check_int(name, value)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        self.belief_size = belief_size
+        self.feat_size = feat_size
+        self.state_size = state_size
+        self.max_seg_len = max_seg_len
+        self.max_seg_num = max_seg_num
+        self.temperature = float(temperature)
+
+        self.encoder = VTAEncoder(channels, feat_size)
+        self.decoder = VTADecoder(feat_size, feat_size, channels)
+        self.boundary_posterior = ConvBoundaryPosterior(feat_size, layers=boundary_layers)
+        self.boundary_prior = BoundaryPrior(feat_size, layers=0)
+
+        def latent(in_features: int) -> GaussianLatent:
+            return GaussianLatent(
+                in_features, state_size, hidden=feat_size, layers=latent_layers,
+                std_kind="sigmoid", norm="none", act="elu",
+            )
+
+        # Generative model.
+        self.abs_cell = nn.GRUCell(state_size, belief_size)
+        self.abs_prior = latent(belief_size)
+        self.abs_feature = nn.Linear(belief_size + state_size, belief_size)
+        self.obs_cell = nn.GRUCell(state_size + belief_size, belief_size)
+        self.obs_prior = latent(belief_size)
+        self.obs_feature = nn.Linear(belief_size + state_size, feat_size)
+        # Inference networks.
+        self.post_fwd_abs = nn.GRUCell(feat_size, belief_size)
+        self.post_bwd_abs = nn.GRUCell(feat_size, belief_size)
+        self.post_fwd_obs = nn.GRUCell(feat_size, belief_size)
+        self.abs_posterior = latent(2 * belief_size)
+        self.obs_posterior = latent(2 * belief_size)
+
+    # ----------------------------------------------------------------- boundaries
+    def _limit_posterior(self, onehot: torch.Tensor, start: int, stop: int):
+        """Force the modelled steps' posterior boundaries ``[N, T, 2]`` by the segment limits."""
+        read_row = F.one_hot(torch.tensor(READ), 2).to(onehot)
+        copy_row = F.one_hot(torch.tensor(COPY), 2).to(onehot)
+        # The first modelled step is READ: one segment of length one so far.
+        seg_len = onehot.new_ones(onehot.shape[0])
+        seg_num = onehot.new_ones(onehot.shape[0])
+        forced = torch.zeros(onehot.shape[:2], dtype=torch.bool, device=onehot.device)
+        columns = list(onehot.unbind(1))
+        for t in range(start + 1, stop):
+            force_read, force_copy = limit_segments(
+                seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
+            )
+            column = torch.where(force_copy.unsqueeze(-1), copy_row, columns[t])
+            columns[t] = torch.where(force_read.unsqueeze(-1), read_row, column)
+            forced[:, t] = force_read | force_copy
+            seg_len, seg_num = update_segment_counters(columns[t][:, READ], seg_len, seg_num)
+        return torch.stack(columns, 1), forced
+
+    def _limit_prior(self, logits: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+        """Force prior logits ``[N, S, 2]`` (for steps ``t + 1``) by the counters after ``t``."""
+        seg_len = torch.zeros_like(read[:, 0])
+        seg_num = torch.zeros_like(read[:, 0])
+        rows = []
+        for i in range(logits.shape[1]):
+            seg_len, seg_num = update_segment_counters(read[:, i], seg_len, seg_num)
+            force_read, force_copy = limit_segments(
+                seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
+            )
+            rows.append(force_logits(logits[:, i], force_read, force_copy))
+        return torch.stack(rows, 1)
+
+    # -------------------------------------------------------------------- forward
+    def forward(
+        self, obs: torch.Tensor, *, init_size: int = 5, limit_posterior: bool = False
+    ) -> VTAOutput:
+        """Infer and reconstruct a window ``obs [*B, T, C, 32, 32]`` (floats in ``[-1, 1]``).
+
+        The first and last ``init_size`` frames are context; the ``T - 2 * init_size``
+        frames between them are modelled. ``limit_posterior`` also applies the segment
+        limits to the posterior boundaries of the modelled steps (for evaluating the
+        boundaries "with forcing"; the original only forces the prior).
+        """
+        _check_frames("obs", obs, self.encoder.channels)
+        _check_int("init_size", init_size, minimum=0)
+        batch, steps = obs.shape[:-4], obs.shape[-4]
+        if steps <= 2 * init_size:
+            raise ValueError(
+                f"obs has {steps} frames; with init_size={init_size} it needs more than "
+                f"{2 * init_size} (context on both sides plus at least one modelled frame)."
+            )
+        obs = obs.reshape(-1, *obs.shape[-4:])
+        num, device = obs.shape[0], obs.device
+        start, stop = init_size, steps - init_size
+        deterministic = not self.training
+
+        embed = self.encoder(obs)
+        post_logits = self.boundary_posterior(embed)
+        sample = sample_boundary(post_logits, self.temperature, deterministic=deterministic)
+        time = torch.arange(steps, device=device)
+        context = ((time <= start) | (time >= stop)).expand(num, steps)
+        sample = force_sample(sample, context, torch.zeros_like(context))
+        onehot, forced = sample.onehot, context
+        if limit_posterior:
+            onehot, limit_forced = self._limit_posterior(onehot, start, stop)
+            forced = forced | limit_forced
+        read_all = onehot[..., READ : READ + 1]
+        copy_all = onehot[..., COPY : COPY + 1]
+
+        zeros = embed.new_zeros(num, self.belief_size)
+        # Forward abstract RNN a_t (never reset): only a_{start-1} .. a_{stop-2} are read.
+        fwd_abs = [zeros]
+        for t in range(stop - 1):
+            fwd_abs.append(self.post_fwd_abs(embed[:, t], fwd_abs[-1]))
+        # fwd_abs[t] is a_{t-1}. Backward RNN: stop is READ (or the end), so b starts at 0.
+        bwd_abs = [None] * steps
+        hidden = zeros
+        for t in reversed(range(start, stop)):
+            hidden = self.post_bwd_abs(embed[:, t], hidden)
+            bwd_abs[t] = hidden
+            hidden = copy_all[:, t] * hidden
+        # Forward observation RNN o_t, reset where a segment starts (start is READ).
+        fwd_obs = [None] * steps
+        hidden = zeros
+        for t in range(start, stop):
+            hidden = self.post_fwd_obs(embed[:, t], copy_all[:, t] * hidden)
+            fwd_obs[t] = hidden
+
+        names = ("belief", "state", "abs_belief", "abs_state", "prior_stats",
+                 "posterior_stats", "abs_prior_stats", "abs_posterior_stats", "feature")
+        trace: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        abs_belief = fwd_abs[start]
+        abs_state = embed.new_zeros(num, self.state_size)
+        belief = zeros
+        state = embed.new_zeros(num, self.state_size)
+        for t in range(start, stop):
+            read = read_all[:, t]
+            if t > start:
+                abs_belief = _mix(read, self.abs_cell(abs_state, abs_belief), abs_belief)
+            abs_prior = self.abs_prior(abs_belief)
+            abs_post = self.abs_posterior(torch.cat([fwd_abs[t], bwd_abs[t]], -1))
+            abs_state = _mix(read, self.abs_posterior.sample(abs_post, deterministic), abs_state)
+            abs_feat = self.abs_feature(torch.cat([abs_belief, abs_state], -1))
+            continued = self.obs_cell(torch.cat([state, abs_feat], -1), belief)
+            belief = _mix(read, abs_feat, continued)
+            obs_prior = self.obs_prior(belief)
+            obs_post = self.obs_posterior(torch.cat([fwd_obs[t], abs_feat], -1))
+            state = self.obs_posterior.sample(obs_post, deterministic)
+            feature = self.obs_feature(torch.cat([belief, state], -1))
+            for name, value in zip(names, (belief, state, abs_belief, abs_state, obs_prior,
+                                           obs_post, abs_prior, abs_post, feature)):
+                trace[name].append(value)
+        stacked = {name: torch.stack(values, 1) for name, values in trace.items()}
+        feature = stacked.pop("feature")
+        reconstruction = self.decoder(feature)
+        prior_logits = self.boundary_prior(feature)
+        if self.training:
+            prior_logits = self._limit_prior(prior_logits, read_all[:, start:stop, 0].detach())
+
+        def pad(value: torch.Tensor, first: int = start) -> torch.Tensor:
+            full = value.new_zeros(num, steps, *value.shape[2:])
+            full[:, first : first + value.shape[1]] = value
+            return full
+
+        modelled = ((time >= start) & (time < stop)).expand(num, steps)
+        # The last modelled step predicts a boundary past the window when init_size == 0.
+        scored = ((time > start) & (time <= min(stop, steps - 1))).expand(num, steps)
+        prior_logits = prior_logits[:, : int(scored[0].sum())]
+        out = VTAOutput(
+            reconstruction=pad(reconstruction),
+            belief=pad(stacked["belief"]),
+            state=pad(stacked["state"]),
+            abs_belief=pad(stacked["abs_belief"]),
+            abs_state=pad(stacked["abs_state"]),
+            prior_stats=pad(stacked["prior_stats"]),
+            posterior_stats=pad(stacked["posterior_stats"]),
+            abs_prior_stats=pad(stacked["abs_prior_stats"]),
+            abs_posterior_stats=pad(stacked["abs_posterior_stats"]),
+            boundary=read_all,
+            boundary_logits=post_logits,
+            boundary_log_sample=sample.log_sample,
+            boundary_prior_logits=pad(prior_logits, start + 1),
+            boundary_forced=forced.unsqueeze(-1),
+            modelled=modelled.unsqueeze(-1),
+            boundary_scored=scored.unsqueeze(-1),
+        )
+        return VTAOutput(*(value.reshape(*batch, *value.shape[1:]) for value in out))
+
+    # ----------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        context: torch.Tensor,
+        steps: int,
+        *,
+        mode: str = "full",
+        deterministic: bool | None = None,
+        limit: bool = True,
+    ) -> VTAGeneration:
+        """Imagine ``steps`` frames following ``context [*B, C_len, C, 32, 32]``.
+
+        The forward posterior RNN reads the context and its last state is the first
+        abstract belief (as for the first modelled frame in training), so the first
+        generated frame is the one after the context.
+
+        * ``"jumpy"``: one abstract step per frame; each frame is the first frame of an
+          imagined segment (the observation level restarts from ``f^z`` every step).
+        * ``"full"``: both levels frame by frame, boundaries from the boundary prior
+          (the first frame is READ); ``limit`` applies the segment limits to them.
+
+        ``deterministic`` (default: ``not self.training``) takes latent means and
+        noise-free boundaries.
+        """
+        if mode not in GENERATION_MODES:
+            raise ValueError(f"mode must be one of {GENERATION_MODES}, got {mode!r}.")
+        _check_int("steps", steps)
+        _check_frames("context", context, self.encoder.channels)
+        if context.dim() < 5 or context.shape[-4] < 1:
+            raise ValueError(
+                f"context must have shape [*B, C_len >= 1, C, 32, 32], got {tuple(context.shape)}."
+            )
+        if deterministic is None:
+            deterministic = not self.training
+        batch = context.shape[:-4]
+        context = context.reshape(-1, *context.shape[-4:])
+        embed = self.encoder(context)
+        abs_belief = embed.new_zeros(embed.shape[0], self.belief_size)
+        for t in range(embed.shape[1]):
+            abs_belief = self.post_fwd_abs(embed[:, t], abs_belief)
+        if mode == "jumpy":
+            frames, reads = self._jumpy(abs_belief, steps, deterministic)
+        else:
+            frames, reads = self._full(abs_belief, steps, deterministic, limit)
+        frames = self.decoder(torch.stack(frames, 1))
+        reads = torch.stack(reads, 1)
+        return VTAGeneration(
+            frames.reshape(*batch, *frames.shape[1:]), reads.reshape(*batch, *reads.shape[1:])
+        )
+
+    def _jumpy(self, abs_belief, steps, deterministic):
+        features, reads = [], []
+        for i in range(steps):
+            if i > 0:
+                abs_belief = self.abs_cell(abs_state, abs_belief)
+            abs_state = self.abs_prior.sample(self.abs_prior(abs_belief), deterministic)
+            belief = self.abs_feature(torch.cat([abs_belief, abs_state], -1))
+            state = self.obs_prior.sample(self.obs_prior(belief), deterministic)
+            features.append(self.obs_feature(torch.cat([belief, state], -1)))
+            reads.append(belief.new_ones(belief.shape[0], 1))
+        return features, reads
+
+    def _full(self, abs_belief, steps, deterministic, limit):
+        num = abs_belief.shape[0]
+        abs_state = abs_belief.new_zeros(num, self.state_size)
+        state = abs_belief.new_zeros(num, self.state_size)
+        belief = abs_belief.new_zeros(num, self.belief_size)
+        read = abs_belief.new_ones(num, 1)
+        seg_len = seg_num = abs_belief.new_zeros(num)
+        features, reads = [], []
+        for i in range(steps):
+            if i > 0:
+                abs_belief = _mix(read, self.abs_cell(abs_state, abs_belief), abs_belief)
+            new_abs_state = self.abs_prior.sample(self.abs_prior(abs_belief), deterministic)
+            abs_state = _mix(read, new_abs_state, abs_state)
+            abs_feat = self.abs_feature(torch.cat([abs_belief, abs_state], -1))
+            continued = self.obs_cell(torch.cat([state, abs_feat], -1), belief)
+            belief = _mix(read, abs_feat, continued)
+            state = self.obs_prior.sample(self.obs_prior(belief), deterministic)
+            feature = self.obs_feature(torch.cat([belief, state], -1))
+            features.append(feature)
+            reads.append(read)
+            seg_len, seg_num = update_segment_counters(read[:, 0], seg_len, seg_num)
+            logits = self.boundary_prior(feature)
+            if limit:
+                logits = force_logits(logits, *limit_segments(
+                    seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
+                ))
+            onehot = sample_boundary(logits, self.temperature, deterministic=deterministic).onehot
+            read = onehot[:, READ : READ + 1]
+        return features, reads
+
+
+#: Default TensorDict keys written by :class:`OriginalVTAModule` (field -> key); see
+#: :class:`VTAOutput` for their meaning. ``pixels_scaled`` is the preprocessed input in
+#: ``[-1, 1]`` (the reconstruction target) and ``reco_pixels`` the reconstruction.
+DEFAULT_VTA_KEYS: dict[str, NestedKey] = {
+    "pixels_scaled": "pixels_scaled",
+    "reconstruction": "reco_pixels",
+    **{name: name for name in VTAOutput._fields if name != "reconstruction"},
+}
+
+
+class OriginalVTAModule(TensorDictModuleBase):
+    """TensorDict wrapper of :class:`OriginalVTA` for windows ``[*B, T]``.
+
+    Reads ``pixels_key`` (uint8 ``[*B, T, C, 32, 32]``, preprocessed by
+    :func:`preprocess_pixels` with dequantisation noise in training mode and level centres
+    in eval mode; float pixels are taken as already preprocessed) and writes the keys of
+    :data:`DEFAULT_VTA_KEYS` (renamed by ``out_keys``).
+
+    Args:
+        model: the tensor-level model.
+
+    Keyword Args:
+        pixels_key: input key. Defaults to ``"pixels"``.
+        init_size: context frames at each end of a window. Defaults to 5.
+        bits: quantisation bits. Defaults to 5.
+        limit_posterior: also force the posterior boundaries by the segment limits
+            (evaluation "with forcing"). Defaults to ``False`` (the original).
+        out_keys: renames, ``{field: key}`` for fields of :data:`DEFAULT_VTA_KEYS`.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> module = OriginalVTAModule(OriginalVTA(belief_size=16, feat_size=16, state_size=4),
+        ...                            init_size=2)
+        >>> pixels = torch.randint(0, 256, (3, 7, 3, 32, 32), dtype=torch.uint8)
+        >>> td = module(TensorDict(pixels=pixels, batch_size=[3, 7]))
+        >>> td["reco_pixels"].shape, td["boundary"].shape
+        (torch.Size([3, 7, 3, 32, 32]), torch.Size([3, 7, 1]))
+    """
+
+    def __init__(
+        self,
+        model: OriginalVTA,
+        *,
+        pixels_key: NestedKey = "pixels",
+        init_size: int = 5,
+        bits: int = 5,
+        limit_posterior: bool = False,
+        out_keys: dict[str, NestedKey] | None = None,
+    ):
+        super().__init__()
+        if not isinstance(model, OriginalVTA):
+            raise ValueError(f"model must be an OriginalVTA, got {type(model).__name__}.")
+        _check_int("init_size", init_size, minimum=0)
+        _check_int("bits", bits)
+        unknown = sorted(set(out_keys or {}) - set(DEFAULT_VTA_KEYS))
+        if unknown:
+            raise ValueError(f"out_keys names unknown fields {unknown}; valid: {sorted(DEFAULT_VTA_KEYS)}.")
+        self.model = model
+        self.pixels_key = pixels_key
+        self.init_size = init_size
+        self.bits = bits
+        self.limit_posterior = bool(limit_posterior)
+        self.key_map = {**DEFAULT_VTA_KEYS, **(out_keys or {})}
+        self.in_keys = [pixels_key]
+        self.out_keys = list(self.key_map.values())
+
+    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Model-space input from stored pixels (see the class docstring).
+
+        Examples:
+            >>> module = OriginalVTAModule(OriginalVTA(belief_size=8, feat_size=8, state_size=2))
+            >>> _ = module.eval()
+            >>> module.preprocess(torch.full((1,), 255, dtype=torch.uint8)).item()
+            0.96875
+        """
+        if pixels.dtype == torch.uint8:
+            return preprocess_pixels(pixels, self.bits, dequantize=self.training)
+        return pixels
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        obs = self.preprocess(tensordict.get(self.pixels_key))
+        out = self.model(obs, init_size=self.init_size, limit_posterior=self.limit_posterior)
+        tensordict.set(self.key_map["pixels_scaled"], obs)
+        for name, value in zip(VTAOutput._fields, out):
+            tensordict.set(self.key_map[name], value)
+        return tensordict
