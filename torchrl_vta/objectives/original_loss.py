@@ -10,30 +10,16 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from torchrl_vta.objectives._checks import entry, nonnegative
+
 from torchrl_vta.modules.boundary import READ, concrete_log_prob
 from torchrl_vta.modules.original import OriginalVTAModule
 
 __all__ = ["OriginalVTALoss"]
 
 
-def _weight(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
-
-
-def _get(tensordict: TensorDictBase, key: NestedKey, name: str) -> torch.Tensor:
-    value = tensordict.get(key, None)
-    if value is None:
-        raise KeyError(
-            f"OriginalVTALoss needs {key!r} ({name}) in the input TensorDict; if it lives "
-            f"under another key, call loss.set_keys({name}=<that key>)."
-        )
-    return value
-
-
-def _mask(tensordict: TensorDictBase, key: NestedKey, name: str) -> torch.Tensor:
-    return _get(tensordict, key, name).squeeze(-1).to(torch.bool)
+def _mask(loss, tensordict: TensorDictBase, name: str) -> torch.Tensor:
+    return entry(loss, tensordict, name).squeeze(-1).to(torch.bool)
 
 
 class OriginalVTALoss(LossModule):
@@ -127,10 +113,10 @@ class OriginalVTALoss(LossModule):
         if not isinstance(vta, OriginalVTAModule):
             raise ValueError(f"vta must be an OriginalVTAModule, got {type(vta).__name__}.")
         self.vta = vta
-        self.reco_scale = _weight("reco_scale", reco_scale)
-        self.kl_abs_scale = _weight("kl_abs_scale", kl_abs_scale)
-        self.kl_obs_scale = _weight("kl_obs_scale", kl_obs_scale)
-        self.boundary_scale = _weight("boundary_scale", boundary_scale)
+        self.reco_scale = nonnegative("reco_scale", reco_scale)
+        self.kl_abs_scale = nonnegative("kl_abs_scale", kl_abs_scale)
+        self.kl_obs_scale = nonnegative("kl_obs_scale", kl_obs_scale)
+        self.boundary_scale = nonnegative("boundary_scale", boundary_scale)
         if not (isinstance(obs_std, (int, float)) and math.isfinite(obs_std) and obs_std > 0):
             raise ValueError(f"obs_std must be a finite number > 0, got {obs_std!r}.")
         self.obs_std = float(obs_std)
@@ -167,40 +153,39 @@ class OriginalVTALoss(LossModule):
             >>> OriginalVTALoss(vta).loss_from_outputs(td)["kl_obs"].item() >= 0
             True
         """
-        keys = self.tensor_keys
         model = self.vta.model
-        modelled = _mask(tensordict, keys.modelled, "modelled")
-        scored = _mask(tensordict, keys.boundary_scored, "boundary_scored")
+        modelled = _mask(self, tensordict, "modelled")
+        scored = _mask(self, tensordict, "boundary_scored")
         out: dict[str, torch.Tensor] = {}
 
         # Boolean indexing keeps the zero-filled context entries (std = 0) out of the
         # densities, where even a masked-out NaN would poison the gradient.
-        target = _get(tensordict, keys.pixels_scaled, "pixels_scaled")[modelled]
-        reco = _get(tensordict, keys.reco_pixels, "reco_pixels")[modelled]
+        target = entry(self, tensordict, "pixels_scaled")[modelled]
+        reco = entry(self, tensordict, "reco_pixels")[modelled]
         sq_error = (reco - target).square().flatten(1).sum(-1)
         nll = 0.5 * sq_error / self.obs_std**2 + self.nll_constant(target[0].numel())
         out["loss_reco"] = self.reco_scale * nll.mean()
         out["reco_sq_error"] = sq_error.mean()
 
-        read = _get(tensordict, keys.boundary, "boundary").squeeze(-1)
+        read = entry(self, tensordict, "boundary").squeeze(-1)
         read_mask = read[modelled].detach()
         kl_abs = model.abs_posterior.kl(
-            _get(tensordict, keys.abs_posterior_stats, "abs_posterior_stats")[modelled],
-            _get(tensordict, keys.abs_prior_stats, "abs_prior_stats")[modelled],
+            entry(self, tensordict, "abs_posterior_stats")[modelled],
+            entry(self, tensordict, "abs_prior_stats")[modelled],
         )
         # The hard mask makes COPY steps contribute exactly zero (z is copied there).
         out["loss_kl_abs"] = self.kl_abs_scale * (kl_abs * read_mask).mean()
         out["kl_abs"] = (kl_abs * read_mask).sum() / read_mask.sum().clamp_min(1)
         kl_obs = model.obs_posterior.kl(
-            _get(tensordict, keys.posterior_stats, "posterior_stats")[modelled],
-            _get(tensordict, keys.prior_stats, "prior_stats")[modelled],
+            entry(self, tensordict, "posterior_stats")[modelled],
+            entry(self, tensordict, "prior_stats")[modelled],
         )
         out["loss_kl_obs"] = self.kl_obs_scale * kl_obs.mean()
         out["kl_obs"] = kl_obs.mean()
 
-        log_sample = _get(tensordict, keys.boundary_log_sample, "boundary_log_sample")[scored]
-        q_logits = _get(tensordict, keys.boundary_logits, "boundary_logits")
-        p_logits = _get(tensordict, keys.boundary_prior_logits, "boundary_prior_logits")[scored]
+        log_sample = entry(self, tensordict, "boundary_log_sample")[scored]
+        q_logits = entry(self, tensordict, "boundary_logits")
+        p_logits = entry(self, tensordict, "boundary_prior_logits")[scored]
         temperature = model.temperature
         kl_boundary = concrete_log_prob(
             log_sample, q_logits[scored], temperature

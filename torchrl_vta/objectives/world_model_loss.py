@@ -9,6 +9,8 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from torchrl_vta.objectives._checks import entry, nonnegative
+
 from torchrl_vta.modules.boundary import READ, concrete_log_prob
 from torchrl_vta.modules.encoders import key_name
 from torchrl_vta.modules.world_model import HierarchicalWorldModel
@@ -16,22 +18,6 @@ from torchrl_vta.modules.world_model import HierarchicalWorldModel
 __all__ = ["WorldModelLoss"]
 
 _BOUNDARY_KL = ("categorical", "concrete")
-
-
-def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value}.")
-    return float(value)
-
-
-def _get(tensordict: TensorDictBase, key: NestedKey, name: str) -> torch.Tensor:
-    value = tensordict.get(key, None)
-    if value is None:
-        raise KeyError(
-            f"WorldModelLoss needs {key!r} ({name}) in the input TensorDict; if it lives "
-            f"under another key, call loss.set_keys({name}=<that key>)."
-        )
-    return value
 
 
 def _masked_mean(value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -156,22 +142,22 @@ class WorldModelLoss(LossModule):
         if boundary_kl not in _BOUNDARY_KL:
             raise ValueError(f"boundary_kl={boundary_kl!r} is not one of {_BOUNDARY_KL}.")
         self.world_model = world_model
-        self.reco_scale = _positive("reco_scale", reco_scale)
-        self.reward_scale = _positive("reward_scale", reward_scale)
-        self.continue_scale = _positive("continue_scale", continue_scale)
-        self.kl_dyn = _positive("kl_dyn", kl_dyn)
-        self.kl_rep = _positive("kl_rep", kl_rep)
-        self.free_bits = _positive("free_bits", free_bits)
-        self.abs_kl_dyn = self.kl_dyn if abs_kl_dyn is None else _positive("abs_kl_dyn", abs_kl_dyn)
-        self.abs_kl_rep = self.kl_rep if abs_kl_rep is None else _positive("abs_kl_rep", abs_kl_rep)
+        self.reco_scale = nonnegative("reco_scale", reco_scale)
+        self.reward_scale = nonnegative("reward_scale", reward_scale)
+        self.continue_scale = nonnegative("continue_scale", continue_scale)
+        self.kl_dyn = nonnegative("kl_dyn", kl_dyn)
+        self.kl_rep = nonnegative("kl_rep", kl_rep)
+        self.free_bits = nonnegative("free_bits", free_bits)
+        self.abs_kl_dyn = self.kl_dyn if abs_kl_dyn is None else nonnegative("abs_kl_dyn", abs_kl_dyn)
+        self.abs_kl_rep = self.kl_rep if abs_kl_rep is None else nonnegative("abs_kl_rep", abs_kl_rep)
         self.abs_free_bits = (
-            self.free_bits if abs_free_bits is None else _positive("abs_free_bits", abs_free_bits)
+            self.free_bits if abs_free_bits is None else nonnegative("abs_free_bits", abs_free_bits)
         )
         self.boundary_kl = boundary_kl
-        self.boundary_scale = _positive("boundary_scale", boundary_scale)
-        self.boundary_kl_dyn = _positive("boundary_kl_dyn", boundary_kl_dyn)
-        self.boundary_kl_rep = _positive("boundary_kl_rep", boundary_kl_rep)
-        self.boundary_rate_scale = _positive("boundary_rate_scale", boundary_rate_scale)
+        self.boundary_scale = nonnegative("boundary_scale", boundary_scale)
+        self.boundary_kl_dyn = nonnegative("boundary_kl_dyn", boundary_kl_dyn)
+        self.boundary_kl_rep = nonnegative("boundary_kl_rep", boundary_kl_rep)
+        self.boundary_rate_scale = nonnegative("boundary_rate_scale", boundary_rate_scale)
         if self.boundary_rate_scale and boundary_rate_target is None:
             raise ValueError("boundary_rate_scale > 0 needs boundary_rate_target (a rate in (0, 1)).")
         if boundary_rate_target is not None and not 0 < boundary_rate_target < 1:
@@ -196,7 +182,6 @@ class WorldModelLoss(LossModule):
 
     def loss_from_rollout(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The losses of a TensorDict the world model has already run on."""
-        keys = self.tensor_keys
         model = self.world_model
         rssm = model.rssm
         out: dict[str, torch.Tensor] = {}
@@ -210,12 +195,12 @@ class WorldModelLoss(LossModule):
         for name, value in reco.items():
             out[f"reco_{key_name(name)}"] = value.mean().detach()
 
-        reward_logits = _get(tensordict, keys.reward_logits, "reward_logits")
-        reward = _get(tensordict, keys.reward, "reward").to(reward_logits.dtype)
+        reward_logits = entry(self, tensordict, "reward_logits")
+        reward = entry(self, tensordict, "reward").to(reward_logits.dtype)
         out["loss_reward"] = self.reward_scale * model.reward_head.loss(reward_logits, reward).mean()
         if model.continue_head is not None:
-            continue_logits = _get(tensordict, keys.continue_logits, "continue_logits")
-            terminated = _get(tensordict, keys.terminated, "terminated")
+            continue_logits = entry(self, tensordict, "continue_logits")
+            terminated = entry(self, tensordict, "terminated")
             target = 1.0 - terminated.to(continue_logits.dtype).reshape(continue_logits.shape)
             out["loss_continue"] = (
                 self.continue_scale * model.continue_head.loss(continue_logits, target).mean()
@@ -223,8 +208,8 @@ class WorldModelLoss(LossModule):
 
         kl_loss, kl = self._split_kl(
             rssm.obs_posterior,
-            _get(tensordict, keys.posterior_stats, "posterior_stats"),
-            _get(tensordict, keys.prior_stats, "prior_stats"),
+            entry(self, tensordict, "posterior_stats"),
+            entry(self, tensordict, "prior_stats"),
             self.kl_dyn,
             self.kl_rep,
             self.free_bits,
@@ -233,12 +218,12 @@ class WorldModelLoss(LossModule):
         out["kl_obs"] = kl.mean()
 
         if rssm.levels == 2:
-            read = _get(tensordict, keys.boundary, "boundary").squeeze(-1)
+            read = entry(self, tensordict, "boundary").squeeze(-1)
             read_mask = read.detach()
             abs_loss, abs_kl = self._split_kl(
                 rssm.abs_posterior,
-                _get(tensordict, keys.abs_posterior_stats, "abs_posterior_stats"),
-                _get(tensordict, keys.abs_prior_stats, "abs_prior_stats"),
+                entry(self, tensordict, "abs_posterior_stats"),
+                entry(self, tensordict, "abs_prior_stats"),
                 self.abs_kl_dyn,
                 self.abs_kl_rep,
                 self.abs_free_bits,
@@ -247,16 +232,16 @@ class WorldModelLoss(LossModule):
             out["loss_kl_abs"] = (abs_loss * read_mask).mean()
             out["kl_abs"] = _masked_mean(abs_kl, read_mask).detach()
 
-            free = (~_get(tensordict, keys.boundary_forced, "boundary_forced").squeeze(-1)).to(read.dtype)
-            q_logits = _get(tensordict, keys.boundary_logits, "boundary_logits")
-            p_logits = _get(tensordict, keys.boundary_prior_logits, "boundary_prior_logits")
+            free = (~entry(self, tensordict, "boundary_forced").squeeze(-1)).to(read.dtype)
+            q_logits = entry(self, tensordict, "boundary_logits")
+            p_logits = entry(self, tensordict, "boundary_prior_logits")
             if self.boundary_kl == "categorical":
                 boundary_loss = self.boundary_kl_dyn * _categorical_kl(
                     q_logits.detach(), p_logits
                 ) + self.boundary_kl_rep * _categorical_kl(q_logits, p_logits.detach())
                 boundary_kl = _categorical_kl(q_logits, p_logits).detach()
             else:
-                log_sample = _get(tensordict, keys.boundary_log_sample, "boundary_log_sample")
+                log_sample = entry(self, tensordict, "boundary_log_sample")
                 temperature = rssm.temperature
                 boundary_loss = concrete_log_prob(
                     log_sample, q_logits, temperature

@@ -1,0 +1,29 @@
+"""Argument and input checks shared by the losses (private)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+
+
+def nonnegative(name: str, value: float) -> float:
+    """``value`` as a float, or a ValueError naming ``name`` unless it is finite and >= 0."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def entry(loss, tensordict: TensorDictBase, name: str) -> torch.Tensor:
+    """The entry the loss reads as ``name`` (``loss.tensor_keys.<name>``), or a KeyError
+    naming the key and the ``set_keys`` fix."""
+    key: NestedKey = getattr(loss.tensor_keys, name)
+    value = tensordict.get(key, None)
+    if value is None:
+        raise KeyError(
+            f"{type(loss).__name__} needs {key!r} ({name}) in the input TensorDict; if it "
+            f"lives under another key, call loss.set_keys({name}=<that key>)."
+        )
+    return value
