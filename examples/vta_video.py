@@ -347,7 +347,7 @@ class OriginalVariant:
     def losses(self, pixels: torch.Tensor) -> TensorDict:
         return self.loss(TensorDict(pixels=pixels, batch_size=pixels.shape[:2]))
 
-    def boundaries(self, pixels: torch.Tensor, forcing: bool) -> "Inference":
+    def boundaries(self, pixels: torch.Tensor, forcing: bool) -> Inference:
         """Boundaries and reconstructions of whole windows (eval mode)."""
         obs = preprocess_pixels(pixels, self.config.bits, dequantize=False)
         out = self.model(obs, init_size=self.config.init_size, limit_posterior=forcing)

@@ -23,11 +23,12 @@ Inference::
 
 A training window has ``init_size`` context frames, the modelled frames, then
 ``init_size`` context frames. Boundaries in the context frames (and at the first modelled
-frame) are forced to READ, as in the official code: the leading context only feeds the
-forward RNN ``a`` (whose last state initialises ``c`` at the first modelled frame) and the
-boundary convolution; the trailing context feeds the boundary convolution and, being
-READ, resets the backward RNN at the end of the modelled span. Losses and metrics only
-use the modelled frames.
+frame) are forced to READ, as in the original training: the leading context only feeds
+the forward RNN ``a`` and the boundary convolution; the trailing context feeds the
+boundary convolution and, being READ, resets the backward RNN at the end of the modelled
+span. Losses and metrics only use the modelled frames. The first modelled frame takes
+``c = a_{t-1}``, the forward RNN's summary of the leading context (REFERENCE leaves this
+start open; generation starts the same way, so it is conditioned on the context).
 
 Two levels of API:
 
@@ -47,10 +48,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
-import torch.nn.functional as F
 from torch import nn
 
 from torchrl_vta.modules.boundary import (
@@ -597,14 +598,13 @@ class OriginalVTA(nn.Module):
 
     def _jumpy(self, abs_belief, steps, deterministic):
         features, reads = [], []
-        for i in range(steps):
-            if i > 0:
-                abs_belief = self.abs_cell(abs_state, abs_belief)
+        for _ in range(steps):
             abs_state = self.abs_prior.sample(self.abs_prior(abs_belief), deterministic)
             belief = self.abs_feature(torch.cat([abs_belief, abs_state], -1))
             state = self.obs_prior.sample(self.obs_prior(belief), deterministic)
             features.append(self.obs_feature(torch.cat([belief, state], -1)))
             reads.append(belief.new_ones(belief.shape[0], 1))
+            abs_belief = self.abs_cell(abs_state, abs_belief)
         return features, reads
 
     def _full(self, abs_belief, steps, deterministic, limit):
