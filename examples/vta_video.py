@@ -40,24 +40,24 @@ from tensordict import TensorDict
 from torchrl.data import Composite, Unbounded
 from torchrl.record.loggers.csv import CSVLogger
 
-from torchrl_vta.envs.datasets import WORLDS, load_or_generate
-from torchrl_vta.metrics import (
+from torchrl_vta import (
+    HierarchicalRSSM,
+    OriginalVTA,
+    OriginalVTALoss,
+    OriginalVTAModule,
+    TemperatureSchedule,
+    WorldModelLoss,
     boundary_auc,
     boundary_rates,
+    load_or_generate,
+    make_world_model,
     per_tolerance_table,
     periodic_boundaries,
-)
-from torchrl_vta.modules.boundary import READ, TemperatureSchedule
-from torchrl_vta.modules.original import (
-    OriginalVTA,
-    OriginalVTAModule,
     postprocess_pixels,
     preprocess_pixels,
 )
-from torchrl_vta.modules.rssm import HierarchicalRSSM
-from torchrl_vta.modules.world_model import make_world_model
-from torchrl_vta.objectives.original_loss import OriginalVTALoss
-from torchrl_vta.objectives.world_model_loss import WorldModelLoss
+from torchrl_vta.envs.datasets import WORLDS
+from torchrl_vta.modules import READ
 
 log = logging.getLogger("vta_video")
 

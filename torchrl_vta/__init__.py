@@ -37,6 +37,12 @@ from torchrl_vta.modules import (
     make_feature_module,
     make_world_model,
 )
+from torchrl_vta.modules.original import (
+    OriginalVTA,
+    OriginalVTAModule,
+    postprocess_pixels,
+    preprocess_pixels,
+)
 from torchrl_vta.recipe import (
     TRAJ_KEY,
     Checkpointer,
@@ -56,6 +62,7 @@ from torchrl_vta.recipe import (
 )
 from torchrl_vta.objectives import (
     ImaginationActorLoss,
+    OriginalVTALoss,
     WorldModelLoss,
     imagine_trajectories,
     lambda_returns,
@@ -97,6 +104,9 @@ __all__ = [
     "Learner",
     "MultiDecoder",
     "MultiEncoder",
+    "OriginalVTA",
+    "OriginalVTALoss",
+    "OriginalVTAModule",
     "PreviousActionWriter",
     "RSSMState",
     "RecipeConfig",
@@ -122,5 +132,7 @@ __all__ = [
     "make_world_model",
     "per_tolerance_table",
     "periodic_boundaries",
+    "postprocess_pixels",
+    "preprocess_pixels",
     "register_env",
 ]

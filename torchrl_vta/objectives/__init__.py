@@ -8,10 +8,12 @@ from torchrl_vta.objectives.actor_critic import (
     make_value_model,
 )
 from torchrl_vta.objectives.imagination import frozen, imagine_trajectories
+from torchrl_vta.objectives.original_loss import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
 __all__ = [
     "ImaginationActorLoss",
+    "OriginalVTALoss",
     "WorldModelLoss",
     "frozen",
     "imagine_trajectories",
