@@ -32,16 +32,16 @@ def markdown_table(metrics: dict[str, dict]) -> str:
 
     Example:
         >>> report = {"f1": {"0": 0.5, "1": 0.8, "2": 0.9}, "periodic_f1": {"0": 0.1, "1": 0.3, "2": 0.4},
-        ...           "precision": {"1": 0.7}, "recall": {"1": 0.9}, "auc": 0.9,
+        ...           "precision": {"1": 0.7}, "recall": {"1": 0.9}, "auc": 0.9, "surprise_auc": 0.95,
         ...           "boundary_rate": 0.15, "event_rate": 0.13}
         >>> row = {"steps_done": 10, "train_time_s": 60.0, "forcing_on": report, "forcing_off": report}
         >>> print(markdown_table({"original": row}).splitlines()[2])
-        | original | on | 0.50 / 0.80 / 0.90 | 0.70 / 0.90 | 0.10 / 0.30 / 0.40 | 0.900 | 0.150 / 0.130 | 10 (1.0 min) |
+        | original | on | 0.50 / 0.80 / 0.90 | 0.70 / 0.90 | 0.10 / 0.30 / 0.40 | 0.900 | 0.950 | 0.150 / 0.130 | 10 (1.0 min) |
     """
     lines = [
         "| model | forcing | F1 τ=0 / 1 / 2 | P / R τ=1 | periodic F1 τ=0 / 1 / 2 | AUC P(READ) "
-        "| boundary / event rate | steps (train time) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| AUC surprise | boundary / event rate | steps (train time) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, run in metrics.items():
         for forcing in ("on", "off"):
@@ -50,6 +50,7 @@ def markdown_table(metrics: dict[str, dict]) -> str:
                 f"| {model} | {forcing} | {_cell(report['f1'])} "
                 f"| {report['precision']['1']:.2f} / {report['recall']['1']:.2f} "
                 f"| {_cell(report['periodic_f1'])} | {report['auc']:.3f} "
+                f"| {report.get('surprise_auc', float('nan')):.3f} "
                 f"| {report['boundary_rate']:.3f} / {report['event_rate']:.3f} "
                 f"| {run['steps_done']} ({run['train_time_s'] / 60:.1f} min) |"
             )

@@ -49,10 +49,20 @@ def test_smoke_run_writes_outputs(tmp_path, overrides):
     for name in ("forcing_on", "forcing_off"):
         report = metrics[name]
         assert set(report["f1"]) == set(report["periodic_f1"]) == {"0", "1", "2"}
-        for key in ("precision", "recall", "auc", "boundary_rate", "event_rate",
+        for key in ("precision", "recall", "auc", "surprise_auc", "boundary_rate", "event_rate",
                     "mean_segment_length", "table", "periodic_table"):
             assert key in report
     assert "outputs in" in result.stderr + result.stdout
+    if metrics["model"] == "original":
+        # A saved model re-evaluated with steps=0 gives the same numbers (evaluation is noise-free).
+        again = _run(tmp_path / "again", *overrides, "steps=0", f"init_from={run / 'model.pt'}",
+                     f"data_dir={tmp_path / 'data'}")
+        assert again.returncode == 0, again.stderr[-3000:]
+        reevaluated = json.loads((tmp_path / "again" / "run" / "metrics.json").read_text())
+        assert reevaluated["steps_done"] == 0
+        for name in ("forcing_on", "forcing_off"):
+            for key in ("f1", "auc", "surprise_auc", "boundary_rate"):
+                assert reevaluated[name][key] == metrics[name][key], (name, key)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -75,6 +85,7 @@ def test_validation_names_the_bad_option():
         (("model=agent", "+model.rssm.max_seg_lenn=3"), r"model.rssm has unknown option\(s\) \['max_seg_lenn'\]"),
         (("model=agent", "+model.loss.boundary_kll=x"), r"model.loss has unknown option"),
         (("steps=-2",), "steps must be >= 0"),
+        (("init_from=no/such/model.pt",), "init_from='no/such/model.pt' is not a file"),
         (("optim.lr=0",), "optim.lr must be > 0"),
         (("temperature.final=0",), "final must be > 0"),
         (("dataset.image_size=64",), "dataset.image_size must be 32"),
