@@ -159,6 +159,33 @@ def imagine_preallocated(rssm, actor, reward_head, continue_head, start, horizon
     return out
 
 
+class _TensorPolicy:
+    """The actor called on tensors: ``ActorNet -> distribution -> sample``, no TensorDict
+    module machinery (which also computes a log-probability the loop throws away)."""
+
+    def __init__(self, actor):
+        self.actor = actor
+        self.net = actor.module[0].module
+        self.sampler = actor.module[-1]
+        self.in_keys, self.out_keys = actor.in_keys, actor.out_keys
+
+    def __call__(self, td: TensorDict) -> TensorDict:
+        params = self.net(td.get("feature"))
+        params = params if isinstance(params, tuple) else (params,)
+        dist = self.sampler.distribution_class(**dict(zip(self.sampler.in_keys, params)),
+                                               **self.sampler.distribution_kwargs)
+        action = dist.rsample() if dist.has_rsample else dist.sample()
+        return TensorDict({"action": action}, td.batch_size)
+
+    def get_dist(self, td):
+        return self.actor.get_dist(td)
+
+
+def imagine_tensor_policy(rssm, actor, *args, **kwargs):
+    """``imagine_trajectories`` with the actor called on tensors inside the loop."""
+    return imagination.imagine_trajectories(rssm, _TensorPolicy(actor), *args, **kwargs)
+
+
 def build(preset: str, levels: int):
     torch.manual_seed(0)
     agent = Agent.from_env(_Specs, preset=preset, levels=levels)
@@ -226,9 +253,9 @@ def main() -> None:
                     rssm.__dict__.pop("observe", None)
             return run
 
-        def with_imagine(prealloc):
+        def with_imagine(candidate):
             def run():
-                actor_critic.imagine_trajectories = imagine_preallocated if prealloc else imagination.imagine_trajectories
+                actor_critic.imagine_trajectories = candidate or imagination.imagine_trajectories
                 try:
                     actor_step()
                 finally:
@@ -236,15 +263,16 @@ def main() -> None:
             return run
 
         # Both sides of each A/B must do the same work: same seed, same loss.
-        for name, loss_of in (
-            ("observe", lambda: WorldModelLoss.total(learner.world_model_loss(data.clone()))),
-            ("imagine", lambda: learner.actor_loss(posterior.clone())[0]["loss_actor"]),
+        for name, loss_of, candidate in (
+            ("observe", lambda: WorldModelLoss.total(learner.world_model_loss(data.clone())), None),
+            ("imagine", lambda: learner.actor_loss(posterior.clone())[0]["loss_actor"], imagine_preallocated),
+            ("imagine", lambda: learner.actor_loss(posterior.clone())[0]["loss_actor"], imagine_tensor_policy),
         ):
             results = []
-            for prealloc in (False, True):
-                if prealloc:
+            for use_candidate in (False, True):
+                if use_candidate:
                     rssm.observe = observe_preallocated.__get__(rssm)
-                    actor_critic.imagine_trajectories = imagine_preallocated
+                    actor_critic.imagine_trajectories = candidate or imagination.imagine_trajectories
                 torch.manual_seed(1)
                 results.append(loss_of().detach())
                 rssm.__dict__.pop("observe", None)
@@ -261,7 +289,10 @@ def main() -> None:
 
         for change, pair in (
             ("observe: preallocated buffers vs list + stack", (with_observe(False), with_observe(True))),
-            ("imagine: preallocated buffers vs list + stack", (with_imagine(False), with_imagine(True))),
+            ("imagine: preallocated buffers vs list + stack",
+             (with_imagine(None), with_imagine(imagine_preallocated))),
+            ("imagine: actor on tensors vs TensorDict actor",
+             (with_imagine(None), with_imagine(imagine_tensor_policy))),
             ("adam: fused=True vs foreach", (with_adam(False), with_adam(True))),
         ):
             library, candidate = ab_timings(*pair, warmup=args.warmup, reps=args.reps)

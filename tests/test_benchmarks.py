@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end and write what their READMEs say (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_bench_update_times_every_model_and_writes_ratios(tmp_path):
+    out = tmp_path / "bench.json"
+    _run("bench_update.py", "--sizes", "size1m", "--batches", "2x4", "--warmup", "0",
+         "--reps", "1", "--threads", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert report["meta"]["threads"] == 1
+    assert [(row["batch"], row["part"]) for row in report["rows"]] == [
+        ("2x4", "world_model"), ("2x4", "learner")]
+    for row in report["rows"]:
+        for model in ("torchrl", "ours_l1", "ours_l2"):
+            assert row[f"{model}_s"] > 0
+        assert row["l1_vs_torchrl"] == row["ours_l1_s"] / row["torchrl_s"]
+        assert row["l2_vs_l1"] == row["ours_l2_s"] / row["ours_l1_s"]
+
+
+def test_loop_variants_compute_the_same_losses_as_the_library(tmp_path):
+    # The script asserts that every candidate loop gives the library's loss
+    # (same seed) before timing it; a candidate that changed the maths fails here.
+    out = tmp_path / "variants.json"
+    _run("loop_variants.py", "--preset", "test", "--batch", "2x4", "--warmup", "0",
+         "--reps", "1", "--threads", "1", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["levels"] for row in rows} == {1, 2}
+    assert len({row["change"] for row in rows}) == 4
+    assert all(row["library_s"] > 0 and row["candidate_s"] > 0 for row in rows)
