@@ -1,6 +1,8 @@
 """Boundary quality of the original VTA and the agent variant (results: BOUNDARY_QUALITY.md).
 
-    python benchmarks/boundary_quality.py --budget-min 20
+    python benchmarks/boundary_quality.py --budget-min 60 --max-steps 4000 \\
+        --common batch_size=8 optim.lr=1e-3          # one_ball world (the default)
+    python benchmarks/boundary_quality.py --dataset balls --budget-min 20
     python benchmarks/boundary_quality.py --models original --budget-min 5 \\
         --original temperature.every=10
 
@@ -61,7 +63,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["original", "agent"],
                         choices=["original", "agent"])
-    parser.add_argument("--dataset", default="balls", choices=["balls", "maze"])
+    parser.add_argument("--dataset", default="one_ball", choices=["one_ball", "balls", "maze"])
     parser.add_argument("--budget-min", type=float, default=20.0,
                         help="wall-clock training budget per model, minutes")
     parser.add_argument("--max-steps", type=int, default=1_000_000)

@@ -80,6 +80,8 @@ def test_validation_names_the_bad_option():
     script = _load_script()
     config = script.validate_config(_compose("preset=smoke"))
     assert config.window == 10 and config.model.sizes() == (16, 8, 2)
+    one_ball = script.validate_config(_compose("dataset=one_ball")).dataset
+    assert one_ball.name == "balls" and one_ball.options["num_balls"] == 1
     cases = [
         (("model.size=huge",), "model.size must be one of"),
         (("model=agent", "+model.rssm.max_seg_lenn=3"), r"model.rssm has unknown option\(s\) \['max_seg_lenn'\]"),
