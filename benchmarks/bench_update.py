@@ -17,7 +17,7 @@ sampled during the call; CUDA: ``max_memory_allocated``). Our ``levels=2`` model
 abstract belief is ``--abstract-fraction`` of ``deter`` wide: 0.25 by default, as
 the ``size12m``/``size25m`` presets; ``--abstract-fraction 1`` times equal widths.
 
-    python benchmarks/bench_update.py                       # everything, CPU (< 10 min)
+    python benchmarks/bench_update.py                       # everything; 6 min on an idle 2-core CPU
     python benchmarks/bench_update.py --abstract-fraction 1 # levels=2 at equal widths
     python benchmarks/bench_update.py --sizes size1m --batches 4x16 --reps 3
     python benchmarks/bench_update.py --device cuda
@@ -325,6 +325,7 @@ def main() -> None:
         "torch": torch.__version__,
         "command": "python benchmarks/bench_update.py " + " ".join(
             f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()
+            if v is not None
         ),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
