@@ -32,36 +32,10 @@ from datetime import date
 
 import torch
 from tensordict import TensorDict
-from torchrl.data import Bounded, Composite
-
+from bench_update import _Specs, fake_batch  # same synthetic replay batch as bench_update.py
 from torchrl_vta import Agent, Learner, WorldModelLoss
 from torchrl_vta.modules import rssm as rssm_module
 from torchrl_vta.objectives import actor_critic, imagination
-
-ACTION_DIM = 6
-
-
-class _Specs:
-    observation_spec = Composite(pixels=Bounded(0, 255, (3, 64, 64), dtype=torch.uint8))
-    action_spec = Bounded(-1, 1, (ACTION_DIM,))
-
-
-def make_batch(batch: int, steps: int) -> TensorDict:
-    gen = torch.Generator().manual_seed(0)
-    return TensorDict(
-        {
-            "action": torch.rand(batch, steps, ACTION_DIM, generator=gen) * 2 - 1,
-            "is_init": torch.zeros(batch, steps, 1, dtype=torch.bool),
-            "next": {
-                "pixels": torch.randint(0, 256, (batch, steps, 3, 64, 64), generator=gen, dtype=torch.uint8),
-                "reward": torch.randn(batch, steps, 1, generator=gen),
-                "terminated": torch.zeros(batch, steps, 1, dtype=torch.bool),
-                "done": torch.zeros(batch, steps, 1, dtype=torch.bool),
-            },
-        },
-        [batch, steps],
-    )
-
 
 class _Buffers:
     """Per-key ``[*B, T, ...]`` buffers, allocated at the first step and written in place."""
@@ -225,7 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch_size, steps = (int(x) for x in args.batch.split("x"))
-    data = make_batch(batch_size, steps)
+    data = fake_batch(batch_size, steps, torch.device("cpu"))
     rows = []
     for levels in args.levels:
         agent, learner = build(args.preset, levels)
