@@ -55,6 +55,7 @@ from torchrl_vta import (
     periodic_boundaries,
     postprocess_pixels,
     preprocess_pixels,
+    select_device,
 )
 from torchrl_vta.envs.datasets import WORLDS
 from torchrl_vta.modules import READ
@@ -707,18 +708,6 @@ def save_generation(variant, data: TensorDict, config: VideoConfig, device, mode
 
 
 # --------------------------------------------------------------------------- main
-def select_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU.
-
-    Example:
-        >>> select_device("cpu")
-        device(type='cpu')
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def run(config: VideoConfig, out_dir: Path) -> dict:
     """Train, evaluate and write every output into ``out_dir``; returns the metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ __all__ = [
     "force_logits",
     "force_sample",
     "limit_segments",
+    "mix_on_read",
     "sample_boundary",
     "update_segment_counters",
 ]
@@ -406,6 +407,24 @@ def force_sample(
     """
     onehot = _forced_rows(sample.onehot, force_read, force_copy, 1.0, 0.0)
     return BoundarySample(onehot, sample.log_sample)
+
+
+def mix_on_read(read: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``new`` where ``read`` is 1 (READ), ``old`` where it is 0 (COPY), keeping ``read``'s gradient.
+
+    ``read`` is exactly 0 or 1 in the forward pass (straight-through samples), so COPY
+    returns ``old`` bit for bit while READ still passes the straight-through gradient
+    to the boundary.
+
+    Examples:
+        >>> read = torch.tensor([[1.0], [0.0]], requires_grad=True)
+        >>> out = mix_on_read(read, torch.full((2, 3), 5.0), torch.full((2, 3), 0.1))
+        >>> out[:, 0].tolist()
+        [5.0, 0.10000000149011612]
+        >>> out.sum().backward(); read.grad[:, 0].tolist()
+        [14.699999809265137, 14.699999809265137]
+    """
+    return read * new + (1 - read) * old
 
 
 def update_segment_counters(

@@ -61,6 +61,7 @@ from torchrl_vta.modules.boundary import (
     force_logits,
     force_sample,
     limit_segments,
+    mix_on_read,
     sample_boundary,
     update_segment_counters,
 )
@@ -305,11 +306,6 @@ class VTAGeneration(NamedTuple):
     boundary: torch.Tensor
 
 
-def _mix(read: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    # read is exactly 0 or 1 in the forward pass, so COPY returns `old` bit for bit.
-    return read * new + (1 - read) * old
-
-
 class OriginalVTA(nn.Module):
     """The original VTA model (tensor level); see the module docstring for the equations.
 
@@ -495,13 +491,13 @@ class OriginalVTA(nn.Module):
         for t in range(start, stop):
             read = read_all[:, t]
             if t > start:
-                abs_belief = _mix(read, self.abs_cell(abs_state, abs_belief), abs_belief)
+                abs_belief = mix_on_read(read, self.abs_cell(abs_state, abs_belief), abs_belief)
             abs_prior = self.abs_prior(abs_belief)
             abs_post = self.abs_posterior(torch.cat([fwd_abs[t], bwd_abs[t]], -1))
-            abs_state = _mix(read, self.abs_posterior.sample(abs_post, deterministic), abs_state)
+            abs_state = mix_on_read(read, self.abs_posterior.sample(abs_post, deterministic), abs_state)
             abs_feat = self.abs_feature(torch.cat([abs_belief, abs_state], -1))
             continued = self.obs_cell(torch.cat([state, abs_feat], -1), belief)
-            belief = _mix(read, abs_feat, continued)
+            belief = mix_on_read(read, abs_feat, continued)
             obs_prior = self.obs_prior(belief)
             obs_post = self.obs_posterior(torch.cat([fwd_obs[t], abs_feat], -1))
             state = self.obs_posterior.sample(obs_post, deterministic)
@@ -617,12 +613,12 @@ class OriginalVTA(nn.Module):
         features, reads = [], []
         for i in range(steps):
             if i > 0:
-                abs_belief = _mix(read, self.abs_cell(abs_state, abs_belief), abs_belief)
+                abs_belief = mix_on_read(read, self.abs_cell(abs_state, abs_belief), abs_belief)
             new_abs_state = self.abs_prior.sample(self.abs_prior(abs_belief), deterministic)
-            abs_state = _mix(read, new_abs_state, abs_state)
+            abs_state = mix_on_read(read, new_abs_state, abs_state)
             abs_feat = self.abs_feature(torch.cat([abs_belief, abs_state], -1))
             continued = self.obs_cell(torch.cat([state, abs_feat], -1), belief)
-            belief = _mix(read, abs_feat, continued)
+            belief = mix_on_read(read, abs_feat, continued)
             state = self.obs_prior.sample(self.obs_prior(belief), deterministic)
             feature = self.obs_feature(torch.cat([belief, state], -1))
             features.append(feature)

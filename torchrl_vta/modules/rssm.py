@@ -40,6 +40,7 @@ from torchrl_vta.modules.boundary import (
     force_logits,
     force_sample,
     limit_segments,
+    mix_on_read,
     sample_boundary,
     update_segment_counters,
 )
@@ -112,12 +113,6 @@ def _gru(cell: nn.GRUCell, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.
     batch = hidden.shape[:-1]
     out = cell(inputs.reshape(-1, inputs.shape[-1]), hidden.reshape(-1, hidden.shape[-1]))
     return out.reshape(*batch, out.shape[-1])
-
-
-def _mix(read: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    # read is exactly 0 or 1 in the forward pass, so COPY returns `old` bit for
-    # bit (0 * new + 1 * old) while READ keeps the straight-through gradient.
-    return read * new + (1 - read) * old
 
 
 class HierarchicalRSSM(nn.Module):
@@ -452,15 +447,15 @@ class HierarchicalRSSM(nn.Module):
                     torch.cat([abs_belief_new, abs_posterior_input], -1)
                 )
                 abs_state_new = self.abs_posterior.sample(abs_post_stats, deterministic)
-            abs_belief = _mix(read, abs_belief_new, prev.abs_belief)
-            abs_state = _mix(read, abs_state_new, prev.abs_state)
+            abs_belief = mix_on_read(read, abs_belief_new, prev.abs_belief)
+            abs_state = mix_on_read(read, abs_state_new, prev.abs_state)
             abs_feat = torch.cat([abs_belief, abs_state], -1)
             continued = _gru(
                 self.obs_cell,
                 self.obs_input(torch.cat([prev.state, action, abs_feat], -1)),
                 prev.belief,
             )
-            belief = _mix(read, self.restart(abs_feat), continued)
+            belief = mix_on_read(read, self.restart(abs_feat), continued)
         else:
             abs_belief, abs_state = prev.abs_belief, prev.abs_state
             belief = _gru(

@@ -27,3 +27,14 @@ def entry(loss, tensordict: TensorDictBase, name: str) -> torch.Tensor:
             f"lives under another key, call loss.set_keys({name}=<that key>)."
         )
     return value
+
+
+def total_loss(losses: TensorDictBase) -> torch.Tensor:
+    """Sum of the ``loss_*`` entries of a loss output (what the optimiser minimises).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> total_loss(TensorDict(loss_a=torch.tensor(2.0), kl=torch.tensor(5.0)))
+        tensor(2.)
+    """
+    return sum(value for key, value in losses.items() if key.startswith("loss_"))

@@ -9,7 +9,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
-from torchrl_vta.objectives._checks import entry, nonnegative
+from torchrl_vta.objectives._checks import entry, nonnegative, total_loss
 
 from torchrl_vta.modules.boundary import READ, concrete_log_prob
 from torchrl_vta.modules.encoders import key_name
@@ -264,13 +264,4 @@ class WorldModelLoss(LossModule):
         )
         return losses
 
-    @staticmethod
-    def total(losses: TensorDictBase) -> torch.Tensor:
-        """Sum of the ``loss_*`` entries (what the optimiser minimises).
-
-        Examples:
-            >>> from tensordict import TensorDict
-            >>> WorldModelLoss.total(TensorDict(loss_a=torch.tensor(1.0), kl=torch.tensor(5.0)))
-            tensor(1.)
-        """
-        return sum(value for key, value in losses.items() if key.startswith("loss_"))
+    total = staticmethod(total_loss)
