@@ -14,6 +14,7 @@ from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
 from torchrl_vta.recipe import Checkpointer, make_replay_buffer
+from torchrl_vta.viz import plot_learning_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "vta_dreamer.py"
@@ -65,6 +66,8 @@ def test_train_checkpoint_and_resume(tmp_path, env_overrides):
     assert second["updates"] > first["updates"]
     steps = [int(row[0]) for row in scalars(run, "eval/return")]
     assert steps[-1] == 200 and 160 in steps
+    curves = plot_learning_curves({"run": run}, tmp_path / "curves.png")
+    assert curves.stat().st_size > 0
     # The replay came back with the checkpoint: 160 restored + 40 new steps.
     resumed = Checkpointer(run / "checkpoint")
     buffer = make_replay_buffer(config(*overrides), tmp_path / "scratch")

@@ -1,4 +1,5 @@
-"""Pictures people read faster than numbers: boundary strips, open-loop predictions, videos.
+"""Pictures people read faster than numbers: boundary strips, open-loop predictions, videos,
+learning curves.
 
 A boundary strip is a grid of frames, one row per source (e.g. truth, then the
 model's reconstruction/prediction), time left to right. Under every column a
@@ -11,12 +12,19 @@ the ground truth has an event. A white vertical line separates the context
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["boundary_strip", "save_gif", "save_png", "to_uint8_frames"]
+__all__ = [
+    "boundary_strip",
+    "plot_learning_curves",
+    "read_scalar_log",
+    "save_gif",
+    "save_png",
+    "to_uint8_frames",
+]
 
 _READ = (230, 40, 40)
 _FORCED = (255, 160, 0)
@@ -124,3 +132,133 @@ def _imageio():
             'Writing pictures needs imageio: pip install "torchrl_vta[video]".'
         ) from err
     return imageio
+
+
+def read_scalar_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one scalar of TorchRL's ``CSVLogger`` (``step,value`` lines) as two arrays.
+
+    A resumed run logs again from its checkpoint's frame count, so the file can
+    step backwards; the entries the killed run wrote past that point are dropped
+    (they belong to a history the resumed run no longer has).
+
+    Examples:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "return.csv")
+        >>> _ = open(path, "w").write("2000,1.0\\n4000,2.0\\n5000,9.0\\n4000,3.0\\n6000,4.0\\n")
+        >>> steps, values = read_scalar_log(path)
+        >>> steps.tolist(), values.tolist()
+        ([2000.0, 4000.0, 6000.0], [1.0, 3.0, 4.0])
+    """
+    steps: list[float] = []
+    values: list[float] = []
+    for line_number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            step, value = (float(field) for field in line.split(","))
+        except ValueError as err:
+            raise ValueError(
+                f"{path}:{line_number}: expected 'step,value' (TorchRL CSVLogger), got {line!r}."
+            ) from err
+        while steps and steps[-1] >= step:
+            steps.pop()
+            values.pop()
+        steps.append(step)
+        values.append(value)
+    return np.asarray(steps), np.asarray(values)
+
+
+def plot_learning_curves(
+    runs: Mapping[str, str | Path],
+    path: str | Path,
+    *,
+    scalars: Sequence[str] = ("eval/return", "train/episode_return"),
+    references: Mapping[str, float] | None = None,
+    window: int = 16,
+    title: str | None = None,
+) -> Path:
+    """Plot the CSV logs of several recipe runs side by side, one panel per scalar.
+
+    Each run is an ``output_dir`` of ``examples/vta_dreamer.py`` (or any directory
+    with ``logs/<exp>/scalars/<scalar>.csv``). Noisy scalars with more than
+    ``window`` points (training-episode returns) are drawn as faint dots plus a
+    trailing moving average; ``references`` adds labelled horizontal lines
+    (e.g. the return of random or zero actions). Needs matplotlib
+    (``pip install "torchrl_vta[plot]"``).
+
+    Examples:
+        >>> import tempfile, os
+        >>> run = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(run, "logs", "exp", "scalars", "eval"))
+        >>> _ = open(os.path.join(run, "logs", "exp", "scalars", "eval", "return.csv"), "w").write(
+        ...     "2000,100\\n4000,300\\n")
+        >>> plot_learning_curves({"flat": run}, os.path.join(run, "curves.png"),
+        ...                      scalars=["eval/return"], references={"random": 50}).name
+        'curves.png'
+    """
+    figure_class = _matplotlib_figure()
+    if not runs:
+        raise ValueError("plot_learning_curves needs at least one run (label -> output_dir).")
+    logs = {label: _scalar_files(label, Path(run_dir)) for label, run_dir in runs.items()}
+    # A bare Figure (no pyplot) leaves the caller's matplotlib backend and state alone.
+    figure = figure_class(figsize=(5.5 * len(scalars), 3.8))
+    axes = figure.subplots(1, len(scalars), squeeze=False)
+    for axis, scalar in zip(axes[0], scalars):
+        plotted = False
+        for colour, (label, files) in zip(_COLOURS, logs.items()):
+            if scalar not in files:
+                continue
+            steps, values = read_scalar_log(files[scalar])
+            if len(values) > window:
+                axis.scatter(steps, values, s=6, color=colour, alpha=0.25, linewidths=0)
+                kernel = np.ones(window) / window
+                axis.plot(steps[window - 1 :], np.convolve(values, kernel, "valid"), color=colour,
+                          label=f"{label} (mean of {window})")
+            else:
+                axis.plot(steps, values, "o-", color=colour, label=label)
+            plotted = True
+        if not plotted:
+            known = sorted({name for files in logs.values() for name in files})
+            raise KeyError(f"No run logged {scalar!r}; logged scalars: {known}.")
+        for name, value in (references or {}).items():
+            axis.axhline(value, color="grey", linestyle="--", linewidth=1)
+            axis.annotate(name, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
+                          color="grey", va="bottom")
+        axis.set_xlabel("env steps")
+        axis.set_title(scalar)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="best")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+
+
+def _scalar_files(label: str, run_dir: Path) -> dict[str, Path]:
+    """``{"eval/return": path, ...}`` for every scalar CSV under ``run_dir/logs``."""
+    files = {}
+    for csv in sorted(run_dir.glob("logs/*/scalars/**/*.csv")):
+        scalars_dir = next(parent for parent in csv.parents if parent.name == "scalars")
+        files[csv.relative_to(scalars_dir).with_suffix("").as_posix()] = csv
+    if not files:
+        raise FileNotFoundError(
+            f"Run {label!r}: no CSV scalars under {run_dir}/logs/*/scalars/; pass the "
+            "output_dir of a run made with logger.backend=csv."
+        )
+    return files
+
+
+def _matplotlib_figure():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError(
+            'Plotting learning curves needs matplotlib: pip install "torchrl_vta[plot]".'
+        ) from err
+    return Figure

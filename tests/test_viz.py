@@ -1,0 +1,57 @@
+"""Learning-curve plots read the recipe's CSV logs the way a resumed run wrote them."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torchrl_vta.viz import plot_learning_curves, read_scalar_log
+
+pytest.importorskip("matplotlib")
+imageio = pytest.importorskip("imageio.v2")
+
+
+def write_run(root: Path, scalars: dict[str, str]) -> Path:
+    for name, text in scalars.items():
+        path = root / "logs" / "vta_dreamer" / "scalars" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_resume_rewind_drops_the_killed_runs_tail(tmp_path):
+    # Killed at 15.5k after a checkpoint at 14k; the resumed run logs from 14k again.
+    log = tmp_path / "episode_return.csv"
+    log.write_text("13000,1\n14000,2\n15000,3\n15500,4\n14100,5\n15200,6\n")
+    steps, values = read_scalar_log(log)
+    assert steps.tolist() == [13000, 14000, 14100, 15200]
+    assert values.tolist() == [1, 2, 5, 6]
+    assert np.all(np.diff(steps) > 0)
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    log = tmp_path / "return.csv"
+    log.write_text("2000,1\nnot a number\n")
+    with pytest.raises(ValueError, match=r"return.csv:2"):
+        read_scalar_log(log)
+
+
+def test_two_runs_give_a_png_with_both_curves(tmp_path):
+    episodes = "".join(f"{100 * i},{i}\n" for i in range(40))
+    flat = write_run(tmp_path / "flat", {"eval/return": "2000,10\n4000,30\n", "train/episode_return": episodes})
+    vta = write_run(tmp_path / "vta", {"eval/return": "2000,20\n4000,25\n", "train/episode_return": episodes})
+    out = plot_learning_curves({"flat": flat, "vta": vta}, tmp_path / "curves.png",
+                               references={"random": 5.0}, title="test")
+    image = imageio.imread(out)
+    assert image.ndim == 3 and image.shape[1] > 2 * image.shape[0]  # two panels side by side
+    red = (image[..., 0] > 180) & (image[..., 1] < 80) & (image[..., 2] < 80)
+    blue = (image[..., 2] > 150) & (image[..., 0] < 80)
+    assert red.sum() > 50 and blue.sum() > 50  # the first two runs' colours are drawn
+
+
+def test_unknown_scalar_and_empty_run_fail_clearly(tmp_path):
+    run = write_run(tmp_path / "run", {"eval/return": "2000,10\n"})
+    with pytest.raises(KeyError, match="eval/return"):
+        plot_learning_curves({"run": run}, tmp_path / "x.png", scalars=["eval/reward"])
+    with pytest.raises(FileNotFoundError, match="logger.backend=csv"):
+        plot_learning_curves({"empty": tmp_path / "nothing"}, tmp_path / "x.png")
