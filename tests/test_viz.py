@@ -55,3 +55,27 @@ def test_unknown_scalar_and_empty_run_fail_clearly(tmp_path):
         plot_learning_curves({"run": run}, tmp_path / "x.png", scalars=["eval/reward"])
     with pytest.raises(FileNotFoundError, match="logger.backend=csv"):
         plot_learning_curves({"empty": tmp_path / "nothing"}, tmp_path / "x.png")
+
+
+def load_plot_script():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "plot_learning_curves.py"
+    spec = importlib.util.spec_from_file_location("plot_learning_curves_example", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_writes_png_and_rejects_bad_arguments(tmp_path, capsys):
+    script = load_plot_script()
+    run = write_run(tmp_path / "run", {"eval/return": "2000,10\n4000,30\n"})
+    out = tmp_path / "curves.png"
+    script.main([f"flat={run}", "--scalar", "eval/return", "--reference", "random=5", "--out", str(out)])
+    assert out.exists()
+    with pytest.raises(SystemExit):
+        script.main([str(run)])  # no LABEL=
+    assert "LABEL=OUTPUT_DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([f"flat={run}", "--reference", "random=lots"])
+    assert "--reference needs a number" in capsys.readouterr().err
