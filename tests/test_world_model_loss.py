@@ -159,6 +159,32 @@ def test_boundary_kl_skips_forced_steps():
     assert torch.equal(reference, loss.loss_from_rollout(data)["loss_boundary"])
 
 
+@pytest.mark.parametrize("boundary_kl_rep, budget_holds", [(None, True), (0.1, False)])
+def test_segment_budget_outweighs_a_reconstruction_gain(boundary_kl_rep, budget_holds):
+    """Past ``max_seg_num`` the prior is forced to COPY. If an extra READ buys 2 nats of
+    reconstruction, the posterior must still learn COPY there with the default weights;
+    with DreamerV3's rep weight 0.1 it learns READ (the all-READ drift)."""
+    world_model = model()
+    kwargs = {} if boundary_kl_rep is None else {"boundary_kl_rep": boundary_kl_rep}
+    loss = WorldModelLoss(world_model, **kwargs)
+    data = batch()
+    world_model(data)
+    free = ~data["next", "boundary_forced"]
+    data["next", "boundary_prior_logits"] = torch.where(
+        free, torch.tensor([-6.9, 6.9]), data["next", "boundary_prior_logits"]
+    ).detach()
+    read_logit = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.Adam([read_logit], lr=0.1)
+    for _ in range(300):
+        data["next", "boundary_logits"] = read_logit.expand(B, T, 2)
+        read_prob = read_logit.softmax(-1)[READ]
+        objective = loss.loss_from_rollout(data)["loss_boundary"] - 2.0 * read_prob
+        optimizer.zero_grad()
+        objective.backward()
+        optimizer.step()
+    assert (read_logit.softmax(-1)[READ] < 0.5).item() == budget_holds
+
+
 def test_diagnostics_describe_the_boundaries():
     world_model = model()
     data = batch()
