@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="LABEL=OUTPUT_DIR, one per run")
     parser.add_argument("--out", default="learning_curves.png", help="PNG to write")
     parser.add_argument("--scalar", action="append", dest="scalars",
-                        help="scalar to plot (repeatable; default eval/return and train/episode_return)")
+                        help="scalar to plot (repeatable; default: eval/return and train/episode_return, those logged)")
     parser.add_argument("--reference", action="append", default=[],
                         type=lambda text: _pair(text, "NAME=VALUE"),
                         help="a labelled horizontal line, NAME=VALUE (repeatable)")
@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         references = {name: float(value) for name, value in args.reference}
     except ValueError as err:
         parser.error(f"--reference needs a number after '=': {err}")
-    scalars = args.scalars or ("eval/return", "train/episode_return")
-    path = plot_learning_curves(dict(args.runs), args.out, scalars=scalars, references=references,
+    path = plot_learning_curves(dict(args.runs), args.out, scalars=args.scalars, references=references,
                                 window=args.window, title=args.title)
     logger.info("wrote %s", path)
 

@@ -53,6 +53,8 @@ def test_unknown_scalar_and_empty_run_fail_clearly(tmp_path):
     run = write_run(tmp_path / "run", {"eval/return": "2000,10\n"})
     with pytest.raises(KeyError, match="eval/return"):
         plot_learning_curves({"run": run}, tmp_path / "x.png", scalars=["eval/reward"])
+    only_eval = plot_learning_curves({"run": run}, tmp_path / "eval_only.png")  # no episode yet
+    assert imageio.imread(only_eval).shape[1] < 1.5 * imageio.imread(only_eval).shape[0]  # one panel
     with pytest.raises(FileNotFoundError, match="logger.backend=csv"):
         plot_learning_curves({"empty": tmp_path / "nothing"}, tmp_path / "x.png")
 

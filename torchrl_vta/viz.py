@@ -172,7 +172,7 @@ def plot_learning_curves(
     runs: Mapping[str, str | Path],
     path: str | Path,
     *,
-    scalars: Sequence[str] = ("eval/return", "train/episode_return"),
+    scalars: Sequence[str] | None = None,
     references: Mapping[str, float] | None = None,
     window: int = 16,
     title: str | None = None,
@@ -180,7 +180,9 @@ def plot_learning_curves(
     """Plot the CSV logs of several recipe runs side by side, one panel per scalar.
 
     Each run is an ``output_dir`` of ``examples/vta_dreamer.py`` (or any directory
-    with ``logs/<exp>/scalars/<scalar>.csv``). Noisy scalars with more than
+    with ``logs/<exp>/scalars/<scalar>.csv``). ``scalars`` defaults to those of
+    ``eval/return`` and ``train/episode_return`` that some run has logged (a short
+    run may not have finished an episode yet); named scalars must exist. Noisy scalars with more than
     ``window`` points (training-episode returns) are drawn as faint dots plus a
     trailing moving average; ``references`` adds labelled horizontal lines
     (e.g. the return of random or zero actions). Needs matplotlib
@@ -200,6 +202,11 @@ def plot_learning_curves(
     if not runs:
         raise ValueError("plot_learning_curves needs at least one run (label -> output_dir).")
     logs = {label: _scalar_files(label, Path(run_dir)) for label, run_dir in runs.items()}
+    if scalars is None:
+        logged = {name for files in logs.values() for name in files}
+        scalars = [name for name in _DEFAULT_CURVES if name in logged]
+        if not scalars:
+            raise KeyError(f"No run logged any of {list(_DEFAULT_CURVES)}; pass scalars=[...].")
     # A bare Figure (no pyplot) leaves the caller's matplotlib backend and state alone.
     figure = figure_class(figsize=(5.5 * len(scalars), 3.8))
     axes = figure.subplots(1, len(scalars), squeeze=False)
@@ -237,6 +244,7 @@ def plot_learning_curves(
     return path
 
 
+_DEFAULT_CURVES = ("eval/return", "train/episode_return")
 _COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
