@@ -29,22 +29,26 @@ def _pair(text: str, what: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=lambda text: _pair(text, "LABEL=OUTPUT_DIR"),
-                        help="LABEL=OUTPUT_DIR, one per run")
+                        help="LABEL=OUTPUT_DIR, one per run (the label ends at the first =)")
     parser.add_argument("--out", default="learning_curves.png", help="PNG to write")
     parser.add_argument("--scalar", action="append", dest="scalars",
                         help="scalar to plot (repeatable; default: eval/return and train/episode_return, those logged)")
     parser.add_argument("--reference", action="append", default=[],
                         type=lambda text: _pair(text, "NAME=VALUE"),
                         help="a labelled horizontal line, NAME=VALUE (repeatable)")
+    parser.add_argument("--mark", action="append", default=[],
+                        type=lambda text: _pair(text, "NAME=STEP"),
+                        help="a labelled vertical line at an env step, NAME=STEP (repeatable)")
     parser.add_argument("--window", type=int, default=16, help="moving-average window for noisy scalars")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
     try:
         references = {name: float(value) for name, value in args.reference}
+        marks = {name: float(value) for name, value in args.mark}
     except ValueError as err:
-        parser.error(f"--reference needs a number after '=': {err}")
+        parser.error(f"--reference and --mark need a number after '=': {err}")
     path = plot_learning_curves(dict(args.runs), args.out, scalars=args.scalars, references=references,
-                                window=args.window, title=args.title)
+                                marks=marks, window=args.window, title=args.title)
     logger.info("wrote %s", path)
 
 

@@ -73,11 +73,12 @@ def test_script_writes_png_and_rejects_bad_arguments(tmp_path, capsys):
     script = load_plot_script()
     run = write_run(tmp_path / "run", {"eval/return": "2000,10\n4000,30\n"})
     out = tmp_path / "curves.png"
-    script.main([f"flat={run}", "--scalar", "eval/return", "--reference", "random=5", "--out", str(out)])
+    script.main([f"flat={run}", "--scalar", "eval/return", "--reference", "random=5",
+                 "--mark", "resumed=3000", "--out", str(out)])
     assert out.exists()
     with pytest.raises(SystemExit):
         script.main([str(run)])  # no LABEL=
     assert "LABEL=OUTPUT_DIR" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         script.main([f"flat={run}", "--reference", "random=lots"])
-    assert "--reference needs a number" in capsys.readouterr().err
+    assert "need a number" in capsys.readouterr().err

@@ -174,6 +174,7 @@ def plot_learning_curves(
     *,
     scalars: Sequence[str] | None = None,
     references: Mapping[str, float] | None = None,
+    marks: Mapping[str, float] | None = None,
     window: int = 16,
     title: str | None = None,
 ) -> Path:
@@ -185,7 +186,8 @@ def plot_learning_curves(
     run may not have finished an episode yet); named scalars must exist. Noisy scalars with more than
     ``window`` points (training-episode returns) are drawn as faint dots plus a
     trailing moving average; ``references`` adds labelled horizontal lines
-    (e.g. the return of random or zero actions). Needs matplotlib
+    (e.g. the return of random or zero actions), ``marks`` labelled vertical lines
+    at env steps (e.g. where a run was resumed with a changed option). Needs matplotlib
     (``pip install "torchrl_vta[plot]"``).
 
     Examples:
@@ -195,7 +197,8 @@ def plot_learning_curves(
         >>> _ = open(os.path.join(run, "logs", "exp", "scalars", "eval", "return.csv"), "w").write(
         ...     "2000,100\\n4000,300\\n")
         >>> plot_learning_curves({"flat": run}, os.path.join(run, "curves.png"),
-        ...                      scalars=["eval/return"], references={"random": 50}).name
+        ...                      scalars=["eval/return"], references={"random": 50},
+        ...                      marks={"resumed": 3000}).name
         'curves.png'
     """
     figure_class = _matplotlib_figure()
@@ -231,6 +234,10 @@ def plot_learning_curves(
             axis.axhline(value, color="grey", linestyle="--", linewidth=1)
             axis.annotate(name, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
                           color="grey", va="bottom")
+        for name, step in (marks or {}).items():
+            axis.axvline(step, color="black", linestyle=":", linewidth=1)
+            axis.annotate(name, (step, 0.99), xycoords=("data", "axes fraction"), fontsize=8,
+                          rotation=90, ha="right", va="top")
         axis.set_xlabel("env steps")
         axis.set_title(scalar)
         axis.grid(alpha=0.3)
