@@ -11,6 +11,7 @@ the ground truth has an event. A white vertical line separates the context
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -124,14 +125,19 @@ def save_gif(path: str | Path, frames: torch.Tensor, *, fps: int = 15, scale: in
     return path
 
 
-def _imageio():
+def _optional_import(module: str, purpose: str, extra: str):
+    """Import ``module`` or fail with the ``pip install`` line of the extra that has it."""
     try:
-        import imageio.v2 as imageio
+        return importlib.import_module(module)
     except ImportError as err:  # pragma: no cover - exercised without the extra
+        package = module.split(".")[0]
         raise ImportError(
-            'Writing pictures needs imageio: pip install "torchrl_vta[video]".'
+            f'{purpose} needs {package}: pip install "torchrl_vta[{extra}]".'
         ) from err
-    return imageio
+
+
+def _imageio():
+    return _optional_import("imageio.v2", "Writing pictures", "video")
 
 
 def read_scalar_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -270,10 +276,4 @@ def _scalar_files(label: str, run_dir: Path) -> dict[str, Path]:
 
 
 def _matplotlib_figure():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            'Plotting learning curves needs matplotlib: pip install "torchrl_vta[plot]".'
-        ) from err
-    return Figure
+    return _optional_import("matplotlib.figure", "Plotting learning curves", "plot").Figure
