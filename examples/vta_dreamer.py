@@ -77,7 +77,9 @@ def train(cfg: RecipeConfig) -> dict:
         torch.set_rng_state(state["rng"])
         log.info("Resumed from %s at %d frames.", checkpointer.path, counters["frames"])
 
-    logger = make_logger(cfg, out / "logs", "vta_dreamer")
+    logger = make_logger(
+        cfg, out / "logs", "vta_dreamer", resume_step=counters["frames"] if cfg.resume else None
+    )
     total = cfg.collector.total_frames
     collector = make_collector(
         cfg,

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
-from torchrl_vta.recipe import Checkpointer, make_replay_buffer
+from torchrl_vta.recipe import Checkpointer, make_logger, make_replay_buffer
 from torchrl_vta.viz import plot_learning_curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +73,17 @@ def test_train_checkpoint_and_resume(tmp_path, env_overrides):
     buffer = make_replay_buffer(config(*overrides), tmp_path / "scratch")
     resumed.load(buffer)
     assert len(buffer) == 200
+
+
+def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tmp_path):
+    scalars_dir = tmp_path / "logs" / "vta_dreamer" / "scalars"
+    (scalars_dir / "eval").mkdir(parents=True)
+    (scalars_dir / "eval" / "return.csv").write_text("2000,1.0\n4000,2.0\n6000,3.0\n")
+    logger = make_logger(RecipeConfig(), tmp_path / "logs", "vta_dreamer", resume_step=4000)
+    logger.log_scalar("eval/return", 9.0, step=6000)
+    steps = [row[0] for row in scalars(tmp_path, "eval/return")]
+    assert steps == ["2000", "4000", "6000"]
+    assert scalars(tmp_path, "eval/return")[-1][1].startswith("9")
 
 
 def test_learner_checkpoint_resumes_bit_for_bit(tmp_path):

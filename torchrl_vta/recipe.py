@@ -257,8 +257,14 @@ def make_replay_buffer(cfg: RecipeConfig, scratch_dir: str | Path | None) -> Ten
     )
 
 
-def make_logger(cfg: RecipeConfig, log_dir: str | Path, experiment_name: str):
+def make_logger(
+    cfg: RecipeConfig, log_dir: str | Path, experiment_name: str, *, resume_step: int | None = None
+):
     """A ``torchrl.record`` logger (``None`` for ``logger.backend=none``).
+
+    ``resume_step`` (a resumed run's checkpoint frame count): the CSV backend first
+    drops the rows a killed run logged after that step, which belong to a history
+    the resumed run no longer has, so each CSV stays one increasing curve.
 
     Examples:
         >>> import tempfile
@@ -269,6 +275,8 @@ def make_logger(cfg: RecipeConfig, log_dir: str | Path, experiment_name: str):
     backend = cfg.logger.backend
     if backend == "none":
         return None
+    if backend == "csv" and resume_step is not None:
+        _drop_csv_rows_after(Path(log_dir) / experiment_name / "scalars", resume_step)
     from torchrl.record.loggers import get_logger
 
     kwargs: dict[str, Any] = {}
@@ -279,6 +287,14 @@ def make_logger(cfg: RecipeConfig, log_dir: str | Path, experiment_name: str):
     if backend == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ImportError("logger.backend=tensorboard needs tensorboard: pip install tensorboard.")
     return get_logger(backend, logger_name=str(log_dir), experiment_name=experiment_name, **kwargs)
+
+
+def _drop_csv_rows_after(scalars_dir: Path, step: int) -> None:
+    for csv in scalars_dir.glob("**/*.csv"):
+        rows = csv.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if row.strip() and float(row.split(",", 1)[0]) <= step]
+        if len(kept) != len(rows):
+            csv.write_text("".join(kept))
 
 
 @torch.no_grad()
