@@ -49,6 +49,15 @@ def test_two_runs_give_a_png_with_both_curves(tmp_path):
     assert red.sum() > 50 and blue.sum() > 50  # the first two runs' colours are drawn
 
 
+def test_more_runs_than_colours_are_all_drawn(tmp_path):
+    runs = {f"run{i}": write_run(tmp_path / f"run{i}", {"eval/return": "2000,1\n4000,2\n"})
+            for i in range(7)}
+    # Only the seventh run (past the six colours) logged this scalar: it must still be drawn.
+    write_run(runs["run6"], {"train/loss_reco": "2000,5\n4000,3\n"})
+    out = plot_learning_curves(runs, tmp_path / "many.png", scalars=["train/loss_reco"])
+    assert out.exists()
+
+
 def test_unknown_scalar_and_empty_run_fail_clearly(tmp_path):
     run = write_run(tmp_path / "run", {"eval/return": "2000,10\n"})
     with pytest.raises(KeyError, match="eval/return"):

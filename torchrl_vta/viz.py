@@ -189,12 +189,12 @@ def plot_learning_curves(
     Each run is an ``output_dir`` of ``examples/vta_dreamer.py`` (or any directory
     with ``logs/<exp>/scalars/<scalar>.csv``). ``scalars`` defaults to those of
     ``eval/return`` and ``train/episode_return`` that some run has logged (a short
-    run may not have finished an episode yet); named scalars must exist. Noisy scalars with more than
-    ``window`` points (training-episode returns) are drawn as faint dots plus a
-    trailing moving average; ``references`` adds labelled horizontal lines
-    (e.g. the return of random or zero actions), ``marks`` labelled vertical lines
-    at env steps (e.g. where a run was resumed with a changed option). Needs matplotlib
-    (``pip install "torchrl_vta[plot]"``).
+    run may not have finished an episode yet); named scalars must exist. Noisy
+    scalars with more than ``window`` points (training-episode returns) are drawn
+    as faint dots plus a trailing moving average. ``references`` adds labelled
+    horizontal lines (e.g. the return of random or zero actions), ``marks``
+    labelled vertical lines at env steps (e.g. where a run was resumed with a
+    changed option). Needs matplotlib (``pip install "torchrl_vta[plot]"``).
 
     Examples:
         >>> import tempfile, os
@@ -221,7 +221,8 @@ def plot_learning_curves(
     axes = figure.subplots(1, len(scalars), squeeze=False)
     for axis, scalar in zip(axes[0], scalars):
         plotted = False
-        for colour, (label, files) in zip(_COLOURS, logs.items()):
+        for index, (label, files) in enumerate(logs.items()):
+            colour = _COLOURS[index % len(_COLOURS)]
             if scalar not in files:
                 continue
             steps, values = read_scalar_log(files[scalar])
