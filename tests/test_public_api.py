@@ -10,7 +10,7 @@ def test_import_pulls_in_no_optional_dependency():
     code = (
         "import sys, torchrl_vta; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'dm_control', 'ale_py', 'wandb', 'hydra', 'omegaconf', 'imageio'}))"
+        "{'dm_control', 'ale_py', 'wandb', 'hydra', 'omegaconf', 'imageio', 'matplotlib'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

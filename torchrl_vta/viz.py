@@ -105,6 +105,13 @@ def save_png(path: str | Path, image: np.ndarray, *, scale: int = 2) -> Path:
     """Write ``image`` ``[H, W, 3]`` uint8 as a PNG, upscaled ``scale`` times (nearest).
 
     Needs ``imageio`` (``pip install "torchrl_vta[video]"``).
+
+    Examples:
+        >>> import tempfile, os
+        >>> image = np.zeros((4, 6, 3), np.uint8)
+        >>> path = save_png(os.path.join(tempfile.mkdtemp(), "strip.png"), image)
+        >>> _imageio().imread(path).shape
+        (8, 12, 3)
     """
     imageio = _imageio()
     path = Path(path)
@@ -115,7 +122,14 @@ def save_png(path: str | Path, image: np.ndarray, *, scale: int = 2) -> Path:
 
 
 def save_gif(path: str | Path, frames: torch.Tensor, *, fps: int = 15, scale: int = 2) -> Path:
-    """Write frames ``[T, C, H, W]`` as an animated GIF (needs ``imageio``)."""
+    """Write frames ``[T, C, H, W]`` as an animated GIF (needs ``imageio``).
+
+    Examples:
+        >>> import tempfile, os
+        >>> path = save_gif(os.path.join(tempfile.mkdtemp(), "ep.gif"), torch.rand(3, 3, 4, 4))
+        >>> len(_imageio().mimread(path))
+        3
+    """
     imageio = _imageio()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
