@@ -347,9 +347,7 @@ class OriginalVariant:
         self.module = OriginalVTAModule(self.model, init_size=config.init_size, bits=config.bits)
         self.loss = OriginalVTALoss(self.module, **config.loss)
         self.total = OriginalVTALoss.total
-
-    def set_temperature(self, value: float) -> None:
-        self.model.temperature = value
+        self.policy = self.model.segment_policy
 
     def losses(self, pixels: torch.Tensor) -> TensorDict:
         return self.loss(TensorDict(pixels=pixels, batch_size=pixels.shape[:2]))
@@ -357,7 +355,8 @@ class OriginalVariant:
     def boundaries(self, pixels: torch.Tensor, forcing: bool) -> Inference:
         """Boundaries and reconstructions of whole windows (eval mode)."""
         obs = preprocess_pixels(pixels, self.config.bits, dequantize=False)
-        out = self.model(obs, init_size=self.config.init_size, limit_posterior=forcing)
+        with self.policy.limits("both" if forcing else "off"):
+            out = self.model(obs, init_size=self.config.init_size)
         # Context frames are not reconstructed: show them black.
         reconstruction = torch.where(out.modelled[..., None, None], out.reconstruction, -1.0)
         model = self.model
@@ -389,9 +388,7 @@ class AgentVariant:
         # Videos carry no reward: the reward head gets zero targets and zero weight.
         self.loss = WorldModelLoss(self.world_model, **{"reward_scale": 0.0, **config.loss})
         self.total = WorldModelLoss.total
-
-    def set_temperature(self, value: float) -> None:
-        self.rssm.temperature = value
+        self.policy = self.rssm.segment_policy
 
     def _scaled(self, pixels: torch.Tensor) -> torch.Tensor:
         # The same 5-bit input as the original, on the [0, 1] scale of the agent decoder.
@@ -417,22 +414,22 @@ class AgentVariant:
         return self.loss(self._tensordict(pixels))
 
     def boundaries(self, pixels: torch.Tensor, forcing: bool):
-        mode = self.rssm.limit_mode
-        self.rssm.limit_mode = "both" if forcing else "off"
-        try:
+        with self.policy.limits("both" if forcing else "off"):
             td = self.world_model(self._tensordict(pixels))
-        finally:
-            self.rssm.limit_mode = mode
         reconstruction = (td["next", "reco_pixels"].clamp(0, 1) * 255).round().to(torch.uint8)
         read = td["next", "boundary"][..., 0]
+        if self.policy.kind == "surprise":
+            # The criterion's score is the normalised surprise (its logits are hard).
+            prob = td["next", "surprise"][..., 0]
+        else:
+            prob = td["next", "boundary_logits"].softmax(-1)[..., READ]
         surprise = self.rssm.obs_posterior.kl(
             td["next", "posterior_stats"], td["next", "prior_stats"]
         ).reshape(read.shape) + read * self.rssm.abs_posterior.kl(
             td["next", "abs_posterior_stats"], td["next", "abs_prior_stats"]
         ).reshape(read.shape)
         return Inference(
-            read.bool(), td["next", "boundary_logits"].softmax(-1)[..., READ],
-            td["next", "boundary_forced"][..., 0], reconstruction, surprise,
+            read.bool(), prob, td["next", "boundary_forced"][..., 0], reconstruction, surprise,
         )
 
     def generate(self, context: torch.Tensor, steps: int, mode: str):
@@ -489,7 +486,7 @@ def train(variant, pixels: torch.Tensor, config: VideoConfig, device, logger) ->
     run = config.run
     parameters = _parameters(variant)
     optimizer = torch.optim.Adam(parameters, lr=config.optim.lr, amsgrad=config.optim.amsgrad)
-    schedule = TemperatureSchedule(**asdict(config.temperature))
+    variant.policy.schedule = TemperatureSchedule(**asdict(config.temperature))
     generator = torch.Generator().manual_seed(run.seed)
     window = config.window
     offsets = torch.arange(window)
@@ -505,8 +502,7 @@ def train(variant, pixels: torch.Tensor, config: VideoConfig, device, logger) ->
         index = torch.randint(pixels.shape[0], (run.batch_size, 1), generator=generator)
         first = torch.randint(pixels.shape[1] - window + 1, (run.batch_size, 1), generator=generator)
         batch = pixels[index, first + offsets].to(device)
-        temperature = schedule(step)
-        variant.set_temperature(temperature)
+        temperature = variant.policy.anneal(step)
         losses = variant.losses(batch)
         total = variant.total(losses)
         optimizer.zero_grad(set_to_none=True)

@@ -90,14 +90,31 @@ def test_limits_hold_on_posterior_and_prior(max_seg_len, max_seg_num):
         # More segments than the budget only when length forced a READ.
         for index in range(max_seg_num, len(lengths)):
             assert lengths[index - 1] == max_seg_len
-    # Imagination continues the observed segment: check the carried counters.
-    for result, start_len in ((out, torch.zeros_like(last.seg_len)), (imagined, last.seg_len)):
+    # Imagination is a new sequence for the limits: its start state opens segment 1.
+    for result, start_len in ((out, torch.zeros_like(last.seg_len)), (imagined, torch.ones_like(last.seg_len))):
         assert (result["seg_len"] <= max_seg_len).all()
         over_budget = result["seg_num"] > max_seg_num
         read = result["boundary"].bool()
         previous_len = torch.cat([start_len[:, None], result["seg_len"][:, :-1]], 1)
         assert (~over_budget | ~read | (previous_len == max_seg_len)).all()
-    assert (imagined["seg_num"] >= last.seg_num[:, None]).all()
+    assert (imagined["seg_num"][:, 0] <= 2).all()
+
+
+def test_imagination_does_not_open_with_a_length_forced_read():
+    """A filtered segment already at ``max_seg_len`` must not force the first imagined
+    step to READ: only the learned prior (here: always COPY) decides, until the
+    imagined segment (the start state and the imagined steps) reaches the limit."""
+    rssm = tiny_rssm(max_seg_len=4, max_seg_num=100, limit_mode="prior")
+    with torch.no_grad():
+        rssm.boundary_posterior.net[-1].bias.copy_(torch.tensor([-20.0, 20.0]))
+        rssm.boundary_prior.net[-1].bias.copy_(torch.tensor([-20.0, 20.0]))
+    embed, action, _ = sequence(steps=10, init_at=())
+    _, last = rssm.observe(embed, action)
+    assert (last.seg_len >= 4).all()  # the posterior ran one long segment
+    imagined, _ = rssm.imagine(last, torch.randn(4, 6, ACTION))
+    reads = imagined["boundary"].squeeze(-1)
+    assert reads[:, :3].sum() == 0 and not imagined["boundary_forced"][:, :3].any()
+    assert (reads[:, 3] == 1).all() and imagined["boundary_forced"][:, 3].all()
 
 
 def test_prior_limit_mode_leaves_posterior_free_but_limits_imagination():

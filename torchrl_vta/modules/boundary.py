@@ -124,9 +124,11 @@ class BoundaryPosterior(nn.Module):
         layers: int = 1,
         norm: str = "layer",
         act: str = "silu",
+        surprise_features: int = 0,
     ):
         super().__init__()
         _check_int("embed_dim", embed_dim)
+        _check_int("surprise_features", surprise_features, minimum=0)
         _check_int("left", left, minimum=0)
         _check_int("right", right, minimum=0)
         _check_int("proj_dim", proj_dim)
@@ -137,6 +139,25 @@ class BoundaryPosterior(nn.Module):
         self.net = build_mlp(
             (left + 1 + right) * proj_dim, 2, hidden=hidden, layers=layers, norm=norm, act=act
         )
+        # Surprise features arrive step by step (they depend on the filtered state), so
+        # they add their own logits to the window's batched ones.
+        self.surprise_head = (
+            build_mlp(surprise_features, 2, hidden=hidden, layers=1, norm=norm, act=act)
+            if surprise_features
+            else None
+        )
+
+    def surprise_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., 2]`` added for the surprise features ``[..., surprise_features]``.
+
+        Examples:
+            >>> posterior = BoundaryPosterior(6, left=1, proj_dim=4, hidden=8, surprise_features=3)
+            >>> posterior.surprise_logits(torch.zeros(5, 3)).shape
+            torch.Size([5, 2])
+        """
+        if self.surprise_head is None:
+            raise ValueError("this posterior was built with surprise_features=0.")
+        return self.surprise_head(features)
 
     @property
     def causal(self) -> bool:

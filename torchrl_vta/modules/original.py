@@ -54,18 +54,9 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 
-from torchrl_vta.modules.boundary import (
-    COPY,
-    READ,
-    BoundaryPrior,
-    force_logits,
-    force_sample,
-    limit_segments,
-    mix_on_read,
-    sample_boundary,
-    update_segment_counters,
-)
+from torchrl_vta.modules.boundary import READ, BoundaryPrior, mix_on_read
 from torchrl_vta.modules.latent import GaussianLatent, _check_int
+from torchrl_vta.modules.segment_policy import SegmentPolicy
 
 __all__ = [
     "DEFAULT_VTA_KEYS",
@@ -355,17 +346,15 @@ class OriginalVTA(nn.Module):
         for name, value in (("belief_size", belief_size), ("feat_size", feat_size),
                             ("state_size", state_size)):
             _check_int(name, value)
-        for name, value in (("max_seg_len", max_seg_len), ("max_seg_num", max_seg_num)):
-            if value is not None:
-                _check_int(name, value)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         self.belief_size = belief_size
         self.feat_size = feat_size
         self.state_size = state_size
-        self.max_seg_len = max_seg_len
-        self.max_seg_num = max_seg_num
-        self.temperature = float(temperature)
+        # Every boundary decision (context READs, limits, sampling, temperature) is the
+        # segment policy's; the original forces the prior only, in training.
+        self.segment_policy = SegmentPolicy(
+            max_seg_len=max_seg_len, max_seg_num=max_seg_num, limit_mode="prior",
+            temperature=temperature,
+        )
 
         self.encoder = VTAEncoder(channels, feat_size)
         self.decoder = VTADecoder(feat_size, feat_size, channels)
@@ -393,37 +382,24 @@ class OriginalVTA(nn.Module):
         self.obs_posterior = latent(2 * belief_size)
 
     # ----------------------------------------------------------------- boundaries
-    def _limit_posterior(self, onehot: torch.Tensor, start: int, stop: int):
-        """Force the modelled steps' posterior boundaries ``[N, T, 2]`` by the segment limits."""
-        read_row = F.one_hot(torch.tensor(READ), 2).to(onehot)
-        copy_row = F.one_hot(torch.tensor(COPY), 2).to(onehot)
-        # The first modelled step is READ: one segment of length one so far.
-        seg_len = onehot.new_ones(onehot.shape[0])
-        seg_num = onehot.new_ones(onehot.shape[0])
-        forced = torch.zeros(onehot.shape[:2], dtype=torch.bool, device=onehot.device)
-        columns = list(onehot.unbind(1))
-        for t in range(start + 1, stop):
-            force_read, force_copy = limit_segments(
-                seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
-            )
-            column = torch.where(force_copy.unsqueeze(-1), copy_row, columns[t])
-            columns[t] = torch.where(force_read.unsqueeze(-1), read_row, column)
-            forced[:, t] = force_read | force_copy
-            seg_len, seg_num = update_segment_counters(columns[t][:, READ], seg_len, seg_num)
-        return torch.stack(columns, 1), forced
+    @property
+    def temperature(self) -> float:
+        """Gumbel-softmax temperature of the segment policy."""
+        return self.segment_policy.temperature
 
-    def _limit_prior(self, logits: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
-        """Force prior logits ``[N, S, 2]`` (for steps ``t + 1``) by the counters after ``t``."""
-        seg_len = torch.zeros_like(read[:, 0])
-        seg_num = torch.zeros_like(read[:, 0])
-        rows = []
-        for i in range(logits.shape[1]):
-            seg_len, seg_num = update_segment_counters(read[:, i], seg_len, seg_num)
-            force_read, force_copy = limit_segments(
-                seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
-            )
-            rows.append(force_logits(logits[:, i], force_read, force_copy))
-        return torch.stack(rows, 1)
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.segment_policy.temperature = value
+
+    @property
+    def max_seg_len(self) -> int | None:
+        """Segment length limit of the segment policy."""
+        return self.segment_policy.max_seg_len
+
+    @property
+    def max_seg_num(self) -> int | None:
+        """Segment number limit of the segment policy."""
+        return self.segment_policy.max_seg_num
 
     # -------------------------------------------------------------------- forward
     def forward(
@@ -451,16 +427,17 @@ class OriginalVTA(nn.Module):
 
         embed = self.encoder(obs)
         post_logits = self.boundary_posterior(embed)
-        sample = sample_boundary(post_logits, self.temperature, deterministic=deterministic)
         time = torch.arange(steps, device=device)
         context = ((time <= start) | (time >= stop)).expand(num, steps)
-        sample = force_sample(sample, context, torch.zeros_like(context))
-        onehot, forced = sample.onehot, context
-        if limit_posterior:
-            onehot, limit_forced = self._limit_posterior(onehot, start, stop)
-            forced = forced | limit_forced
-        read_all = onehot[..., READ : READ + 1]
-        copy_all = onehot[..., COPY : COPY + 1]
+        policy = self.segment_policy
+        with policy.limits("both" if limit_posterior else policy.limit_mode):
+            decision = policy.decide_sequence(
+                post_logits, role="posterior", deterministic=deterministic,
+                structural=context, first=start,
+            )
+        forced = decision.forced
+        read_all = decision.read
+        copy_all = 1 - read_all
 
         zeros = embed.new_zeros(num, self.belief_size)
         # Forward abstract RNN a_t (never reset): only a_{start-1} .. a_{stop-2} are read.
@@ -510,7 +487,7 @@ class OriginalVTA(nn.Module):
         reconstruction = self.decoder(feature)
         prior_logits = self.boundary_prior(feature)
         if self.training:
-            prior_logits = self._limit_prior(prior_logits, read_all[:, start:stop, 0].detach())
+            prior_logits = policy.force_prior_sequence(prior_logits, read_all[:, start:stop, 0])
 
         def pad(value: torch.Tensor, first: int = start) -> torch.Tensor:
             full = value.new_zeros(num, steps, *value.shape[2:])
@@ -533,7 +510,7 @@ class OriginalVTA(nn.Module):
             abs_posterior_stats=pad(stacked["abs_posterior_stats"]),
             boundary=read_all,
             boundary_logits=post_logits,
-            boundary_log_sample=sample.log_sample,
+            boundary_log_sample=decision.log_sample,
             boundary_prior_logits=pad(prior_logits, start + 1),
             boundary_forced=forced.unsqueeze(-1),
             modelled=modelled.unsqueeze(-1),
@@ -610,6 +587,7 @@ class OriginalVTA(nn.Module):
         belief = abs_belief.new_zeros(num, self.belief_size)
         read = abs_belief.new_ones(num, 1)
         seg_len = seg_num = abs_belief.new_zeros(num)
+        policy = self.segment_policy
         features, reads = [], []
         for i in range(steps):
             if i > 0:
@@ -623,14 +601,11 @@ class OriginalVTA(nn.Module):
             feature = self.obs_feature(torch.cat([belief, state], -1))
             features.append(feature)
             reads.append(read)
-            seg_len, seg_num = update_segment_counters(read[:, 0], seg_len, seg_num)
-            logits = self.boundary_prior(feature)
-            if limit:
-                logits = force_logits(logits, *limit_segments(
-                    seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
-                ))
-            onehot = sample_boundary(logits, self.temperature, deterministic=deterministic).onehot
-            read = onehot[:, READ : READ + 1]
+            seg_len, seg_num = policy.advance(read[:, 0], seg_len, seg_num)
+            read = policy.decide(
+                self.boundary_prior(feature), role="imagine", deterministic=deterministic,
+                seg_len=seg_len if limit else None, seg_num=seg_num if limit else None,
+            ).read
         return features, reads
 
 

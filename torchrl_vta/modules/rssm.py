@@ -32,19 +32,9 @@ from torchrl.data import Composite, Unbounded
 from torchrl.envs import TensorDictPrimer
 
 from torchrl_vta.modules._layers import dense_block
-from torchrl_vta.modules.boundary import (
-    READ,
-    BoundaryPosterior,
-    BoundaryPrior,
-    BoundarySample,
-    force_logits,
-    force_sample,
-    limit_segments,
-    mix_on_read,
-    sample_boundary,
-    update_segment_counters,
-)
+from torchrl_vta.modules.boundary import READ, BoundaryPosterior, BoundaryPrior, mix_on_read
 from torchrl_vta.modules.latent import make_latent
+from torchrl_vta.modules.segment_policy import SegmentPolicy
 
 __all__ = [
     "RSSMState",
@@ -57,14 +47,13 @@ __all__ = [
     "DEFAULT_ROLLOUT_KEYS",
 ]
 
-_LIMIT_MODES = ("prior", "both", "off")
-
-
 class RSSMState(NamedTuple):
     """Recurrent state carried from one step to the next.
 
     ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
-    ``levels=1``. Segment counters are float tensors of shape ``[*B, 1]``.
+    ``levels=1``; ``surprise`` (the last step's normalised surprise, for the
+    causal peak test of the segment policy) has size 1 only when the boundary
+    kind uses surprise. Segment counters are float tensors of shape ``[*B, 1]``.
 
     Examples:
         >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
@@ -81,6 +70,7 @@ class RSSMState(NamedTuple):
     seg_len: torch.Tensor
     seg_num: torch.Tensor
     boundary_context: torch.Tensor
+    surprise: torch.Tensor
 
 
 class RSSMStep(NamedTuple):
@@ -90,7 +80,9 @@ class RSSMStep(NamedTuple):
     straight-through gradient); ``boundary_logits`` are the logits the boundary
     was sampled from (posterior when filtering, prior when imagining), after
     forcing; ``boundary_prior_logits`` are the prior's logits for this step,
-    predicted from the previous observation-level feature.
+    predicted from the previous observation-level feature; ``obs_surprise``
+    ``[*B, 1]`` is the observation level's surprise (nats) on the continued
+    belief, computed when the boundary kind uses it.
     """
 
     prior_stats: torch.Tensor
@@ -102,6 +94,7 @@ class RSSMStep(NamedTuple):
     boundary_prior_logits: torch.Tensor | None
     boundary_log_sample: torch.Tensor | None
     boundary_forced: torch.Tensor | None
+    obs_surprise: torch.Tensor | None = None
 
 
 def _where(mask: torch.Tensor, value: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -137,11 +130,24 @@ class HierarchicalRSSM(nn.Module):
             filter use the training posterior.
         boundary_proj_dim, boundary_hidden, boundary_layers: posterior/prior
             detector sizes.
+        boundary_kind: how the posterior boundary is decided: ``"learned"``
+            (the boundary posterior, VTA), ``"surprise"`` (causal peaks of the
+            observation level's surprise) or ``"learned+surprise"`` (the
+            posterior also reads the surprise); see
+            :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`.
         temperature: Gumbel-softmax temperature (attribute, can be annealed).
         max_seg_len / max_seg_num: segment limits (``None`` disables one).
         limit_mode: ``"prior"`` forces the prior only (original VTA),
             ``"both"`` also forces the posterior, ``"off"`` forces nothing
             (the first step and ``is_init`` steps are READ regardless).
+            Imagination counts its segments from its own start.
+        surprise_threshold, surprise_prominence, surprise_quantile,
+            surprise_momentum, surprise_init_scale: options of the surprise
+            criterion (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
+
+    Every boundary decision is made by ``self.segment_policy`` (one
+    :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,
+    ``max_seg_len``, ``max_seg_num`` and ``limit_mode`` read and write it.
 
     Latents and boundaries are sampled in training mode and take their modes
     in eval mode (``module.eval()``), whatever TorchRL's exploration type.
@@ -184,32 +190,39 @@ class HierarchicalRSSM(nn.Module):
         boundary_proj_dim: int = 64,
         boundary_hidden: int | None = None,
         boundary_layers: int = 1,
+        boundary_kind: str = "learned",
         temperature: float = 1.0,
         max_seg_len: int | None = None,
         max_seg_num: int | None = None,
         limit_mode: str = "prior",
+        surprise_threshold: float = 0.2,
+        surprise_prominence: float = 0.1,
+        surprise_quantile: float = 0.99,
+        surprise_momentum: float = 0.99,
+        surprise_init_scale: float = 1.0,
     ):
         super().__init__()
         if levels not in (1, 2):
             raise ValueError(f"levels={levels!r}: only 1 (flat) or 2 (hierarchical) is supported.")
-        if limit_mode not in _LIMIT_MODES:
-            raise ValueError(f"limit_mode={limit_mode!r} is not one of {_LIMIT_MODES}.")
         if action_dim < 0 or embed_dim <= 0:
             raise ValueError(
                 f"action_dim must be >= 0 and embed_dim > 0, got {action_dim} and {embed_dim}."
             )
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
-        for name, limit in (("max_seg_len", max_seg_len), ("max_seg_num", max_seg_num)):
-            if limit is not None and limit < 1:
-                raise ValueError(f"{name} must be a positive int or None, got {limit}.")
         self.levels = levels
         self.action_dim = action_dim
         self.embed_dim = embed_dim
-        self.temperature = float(temperature)
-        self.max_seg_len = max_seg_len
-        self.max_seg_num = max_seg_num
-        self.limit_mode = limit_mode
+        self.segment_policy = SegmentPolicy(
+            kind=boundary_kind,
+            max_seg_len=max_seg_len,
+            max_seg_num=max_seg_num,
+            limit_mode=limit_mode,
+            temperature=temperature,
+            surprise_threshold=surprise_threshold,
+            surprise_prominence=surprise_prominence,
+            surprise_quantile=surprise_quantile,
+            surprise_momentum=surprise_momentum,
+            surprise_init_scale=surprise_init_scale,
+        )
 
         def latent_kwargs(kind, stoch, grp, cls):
             if kind == "gaussian":
@@ -262,6 +275,7 @@ class HierarchicalRSSM(nn.Module):
                 layers=boundary_layers,
                 norm=norm,
                 act=act,
+                surprise_features=self.segment_policy.surprise_feature_dim,
             )
             self.context_shape = (boundary_left, boundary_proj_dim)
         else:
@@ -273,6 +287,47 @@ class HierarchicalRSSM(nn.Module):
             self.state_dim + action_dim + abs_feature_dim, hidden, norm, act
         )
         self.obs_cell = nn.GRUCell(hidden, belief_dim)
+
+    # ------------------------------------------------------- segment policy
+    @property
+    def temperature(self) -> float:
+        """Gumbel-softmax temperature of the segment policy."""
+        return self.segment_policy.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.segment_policy.temperature = value
+
+    @property
+    def max_seg_len(self) -> int | None:
+        """Segment length limit of the segment policy."""
+        return self.segment_policy.max_seg_len
+
+    @max_seg_len.setter
+    def max_seg_len(self, value: int | None) -> None:
+        self.segment_policy.max_seg_len = value
+
+    @property
+    def max_seg_num(self) -> int | None:
+        """Segment number limit of the segment policy."""
+        return self.segment_policy.max_seg_num
+
+    @max_seg_num.setter
+    def max_seg_num(self, value: int | None) -> None:
+        self.segment_policy.max_seg_num = value
+
+    @property
+    def limit_mode(self) -> str:
+        """Forcing mode of the segment policy (``"prior"``, ``"both"``, ``"off"``)."""
+        return self.segment_policy.limit_mode
+
+    @limit_mode.setter
+    def limit_mode(self, value: str) -> None:
+        self.segment_policy.limit_mode = value
+
+    @property
+    def _carries_surprise(self) -> bool:
+        return self.levels == 2 and self.segment_policy.uses_surprise
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -300,6 +355,7 @@ class HierarchicalRSSM(nn.Module):
             "seg_len": (1,),
             "seg_num": (1,),
             "boundary_context": self.context_shape,
+            "surprise": (1 if self._carries_surprise else 0,),
         }
 
     # -------------------------------------------------------------- features
@@ -383,85 +439,38 @@ class HierarchicalRSSM(nn.Module):
         )
         return prev, _where(reset, torch.zeros_like(action), action)
 
-    def _decide_boundary(
-        self,
-        logits: torch.Tensor,
-        prior_logits: torch.Tensor,
-        prev: RSSMState,
-        structural_read: torch.Tensor | None,
-        *,
-        limit_sample: bool,
-    ):
-        """Force, then sample, the boundary of this step.
-
-        ``structural_read`` (first step / episode start) is always READ. The
-        segment limits force the prior logits unless ``limit_mode="off"``, and
-        the sampled logits when ``limit_sample``.
-        """
-        use_limits = self.limit_mode != "off"
-        force_read, force_copy = limit_segments(
-            prev.seg_len.squeeze(-1),
-            prev.seg_num.squeeze(-1),
-            max_seg_len=self.max_seg_len if use_limits else None,
-            max_seg_num=self.max_seg_num if use_limits else None,
-        )
-        if structural_read is not None:
-            structural_read = structural_read.reshape(force_read.shape)
-            prior_read = force_read | structural_read
-            prior_copy = force_copy & ~structural_read
-        else:
-            prior_read, prior_copy = force_read, force_copy
-        prior_logits = force_logits(prior_logits, prior_read, prior_copy)
-        if limit_sample:
-            sample_read, sample_copy = prior_read, prior_copy
-        elif structural_read is not None:
-            sample_read, sample_copy = structural_read, torch.zeros_like(structural_read)
-        else:
-            sample_read = sample_copy = torch.zeros_like(force_read)
-        logits = force_logits(logits, sample_read, sample_copy)
-        sample: BoundarySample = sample_boundary(
-            logits, self.temperature, deterministic=self._deterministic()
-        )
-        sample = force_sample(sample, sample_read, sample_copy)
-        forced = (sample_read | sample_copy).unsqueeze(-1)
-        return sample, logits, prior_logits, forced
-
-    def _transition(
-        self,
-        prev: RSSMState,
-        action: torch.Tensor,
-        read: torch.Tensor | None,
-        abs_posterior_input: torch.Tensor | None,
-    ):
-        """Advance both beliefs; sample ``z`` (posterior if an embedding is given)."""
+    def _abstract_candidate(self, prev: RSSMState, action: torch.Tensor, embed: torch.Tensor | None):
+        """The abstract state a READ would take (posterior when ``embed`` is given)."""
         deterministic = self._deterministic()
-        abs_prior_stats = abs_post_stats = None
-        if self.levels == 2:
-            abs_hidden = self.abs_input(torch.cat([prev.abs_state, action], -1))
-            abs_belief_new = _gru(self.abs_cell, abs_hidden, prev.abs_belief)
-            abs_prior_stats = self.abs_prior(abs_belief_new)
-            if abs_posterior_input is None:
-                abs_state_new = self.abs_prior.sample(abs_prior_stats, deterministic)
-            else:
-                abs_post_stats = self.abs_posterior(
-                    torch.cat([abs_belief_new, abs_posterior_input], -1)
-                )
-                abs_state_new = self.abs_posterior.sample(abs_post_stats, deterministic)
-            abs_belief = mix_on_read(read, abs_belief_new, prev.abs_belief)
-            abs_state = mix_on_read(read, abs_state_new, prev.abs_state)
-            abs_feat = torch.cat([abs_belief, abs_state], -1)
-            continued = _gru(
-                self.obs_cell,
-                self.obs_input(torch.cat([prev.state, action, abs_feat], -1)),
-                prev.belief,
-            )
-            belief = mix_on_read(read, self.restart(abs_feat), continued)
+        abs_hidden = self.abs_input(torch.cat([prev.abs_state, action], -1))
+        abs_belief = _gru(self.abs_cell, abs_hidden, prev.abs_belief)
+        abs_prior_stats = self.abs_prior(abs_belief)
+        abs_post_stats = None
+        if embed is None:
+            abs_state = self.abs_prior.sample(abs_prior_stats, deterministic)
         else:
-            abs_belief, abs_state = prev.abs_belief, prev.abs_state
-            belief = _gru(
-                self.obs_cell, self.obs_input(torch.cat([prev.state, action], -1)), prev.belief
-            )
-        return belief, abs_belief, abs_state, abs_prior_stats, abs_post_stats
+            abs_post_stats = self.abs_posterior(torch.cat([abs_belief, embed], -1))
+            abs_state = self.abs_posterior.sample(abs_post_stats, deterministic)
+        return abs_belief, abs_state, abs_prior_stats, abs_post_stats
+
+    def _continued(self, prev: RSSMState, action: torch.Tensor) -> torch.Tensor:
+        """The observation belief a COPY would take (the current segment continues)."""
+        inputs = [prev.state, action]
+        if self.levels == 2:
+            inputs += [prev.abs_belief, prev.abs_state]
+        return _gru(self.obs_cell, self.obs_input(torch.cat(inputs, -1)), prev.belief)
+
+    def _commit(self, read, prev: RSSMState, candidate, continued):
+        """Beliefs and abstract state after the decision ``read`` (COPY: bit for bit)."""
+        abs_belief = mix_on_read(read, candidate[0], prev.abs_belief)
+        abs_state = mix_on_read(read, candidate[1], prev.abs_state)
+        belief = mix_on_read(read, self.restart(torch.cat([abs_belief, abs_state], -1)), continued)
+        return belief, abs_belief, abs_state
+
+    def _structural(self, action: torch.Tensor, reset: torch.Tensor | None, first: bool):
+        if first:
+            return torch.ones(action.shape[:-1], dtype=torch.bool, device=action.device)
+        return reset.reshape(action.shape[:-1]) if reset is not None else None
 
     def obs_step(
         self,
@@ -481,47 +490,83 @@ class HierarchicalRSSM(nn.Module):
             embed: ``[*B, embed_dim]`` embedding of the observation reached.
             reset: ``[*B]`` or ``[*B, 1]`` bool, True where an episode starts.
             boundary_logits: precomputed posterior boundary logits ``[*B, 2]``
-                (needed for a non-causal posterior; a causal one runs on
-                ``prev.boundary_context``).
+                of the embedding window (needed for a non-causal posterior; a
+                causal one runs on ``prev.boundary_context``).
             first: the first step of a sequence (READ everywhere).
+
+        With ``levels=2`` the step first continues the observation level
+        (the COPY candidate); the segment policy then decides from the
+        boundary posterior and, for the surprise kinds, from the surprise of
+        the continued belief; a READ restarts the observation level from the
+        new abstract feature.
         """
         prev, action = self._reset(prev, action, reset)
-        read = sample = forced = prior_b_logits = None
+        deterministic = self._deterministic()
+        continued = self._continued(prev, action)
+        if self.levels == 1:
+            belief = continued
+            prior_stats = self.obs_prior(belief)
+            post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
+            state = self.obs_posterior.sample(post_stats, deterministic)
+            new = self._next_state(prev, belief, state, prev.abs_belief, prev.abs_state, None,
+                                   prev.boundary_context, prev.surprise)
+            return new, RSSMStep(prior_stats, post_stats, None, None, None, None, None, None, None)
+
+        policy = self.segment_policy
+        structural = self._structural(action, reset, first)
+        candidate = self._abstract_candidate(prev, action, embed)
+        surprise = normalised = criterion = extra = None
+        carried = prev.surprise
+        if policy.uses_surprise:
+            with torch.no_grad():
+                surprise = self.obs_posterior.kl(
+                    self.obs_posterior(torch.cat([continued, embed], -1)),
+                    self.obs_prior(continued),
+                ).reshape(action.shape[:-1])
+            previous = prev.surprise.squeeze(-1)
+            criterion, normalised = policy.surprise_read(surprise, previous)
+            if structural is not None:
+                normalised = torch.where(structural, 0.0, normalised)
+            if policy.kind == "learned+surprise":
+                extra = policy.surprise_features(surprise, normalised, previous)
+            carried = normalised.unsqueeze(-1)
         context = prev.boundary_context
-        if self.levels == 2:
-            structural = reset.reshape(action.shape[:-1]) if reset is not None else None
-            if first:
-                structural = torch.ones(action.shape[:-1], dtype=torch.bool, device=action.device)
-            if boundary_logits is None:
-                boundary_logits, context = self.boundary_posterior.step(
-                    embed, prev.boundary_context
-                )
-            prior_b_logits = self.boundary_prior(self.obs_feature(prev))
-            sample, boundary_logits, prior_b_logits, forced = self._decide_boundary(
-                boundary_logits,
-                prior_b_logits,
-                prev,
-                structural,
-                limit_sample=self.limit_mode == "both",
-            )
-            read = sample.onehot[..., READ : READ + 1]
-        belief, abs_belief, abs_state, abs_prior_stats, abs_post_stats = self._transition(
-            prev, action, read, embed
+        if policy.kind == "surprise":
+            # The criterion decides alone: the learned detector is not run.
+            boundary_logits = continued.new_zeros(*action.shape[:-1], 2)
+        elif boundary_logits is None:
+            boundary_logits, context = self.boundary_posterior.step(embed, prev.boundary_context)
+        if extra is not None:
+            boundary_logits = boundary_logits + self.boundary_posterior.surprise_logits(extra)
+        counters = dict(seg_len=prev.seg_len.squeeze(-1), seg_num=prev.seg_num.squeeze(-1))
+        prior_b_logits = policy.force_prior_logits(
+            self.boundary_prior(self.obs_feature(prev)), **counters, structural=structural
         )
+        decision = policy.decide(
+            boundary_logits,
+            role="posterior",
+            deterministic=deterministic,
+            structural=structural,
+            criterion_read=criterion if policy.kind == "surprise" else None,
+            **counters,
+        )
+        read = decision.read
+        belief, abs_belief, abs_state = self._commit(read, prev, candidate, continued)
         prior_stats = self.obs_prior(belief)
         post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
-        state = self.obs_posterior.sample(post_stats, self._deterministic())
-        new = self._next_state(prev, belief, state, abs_belief, abs_state, read, context)
+        state = self.obs_posterior.sample(post_stats, deterministic)
+        new = self._next_state(prev, belief, state, abs_belief, abs_state, read, context, carried)
         return new, RSSMStep(
             prior_stats,
             post_stats,
-            abs_prior_stats,
-            abs_post_stats,
+            candidate[2],
+            candidate[3],
             read,
-            boundary_logits,
+            decision.logits,
             prior_b_logits,
-            sample.log_sample if sample is not None else None,
-            forced,
+            decision.log_sample,
+            decision.forced.unsqueeze(-1),
+            None if surprise is None else surprise.unsqueeze(-1),
         )
 
     def img_step(
@@ -529,35 +574,63 @@ class HierarchicalRSSM(nn.Module):
     ) -> tuple[RSSMState, RSSMStep]:
         """One imagination (prior) step; the boundary comes from the boundary prior.
 
-        The segment limits apply unless ``limit_mode="off"``.
+        The segment limits apply unless ``limit_mode="off"``, counted from the
+        imagination start (see :meth:`imagination_start`).
         """
         prev, action = self._reset(prev, action, reset)
-        read = sample = forced = prior_b_logits = None
-        if self.levels == 2:
-            structural = reset.reshape(action.shape[:-1]) if reset is not None else None
-            prior_b_logits = self.boundary_prior(self.obs_feature(prev))
-            sample, prior_b_logits, _, forced = self._decide_boundary(
-                prior_b_logits, prior_b_logits, prev, structural, limit_sample=True
-            )
-            read = sample.onehot[..., READ : READ + 1]
-        belief, abs_belief, abs_state, abs_prior_stats, _ = self._transition(
-            prev, action, read, None
+        deterministic = self._deterministic()
+        continued = self._continued(prev, action)
+        if self.levels == 1:
+            belief = continued
+            prior_stats = self.obs_prior(belief)
+            state = self.obs_prior.sample(prior_stats, deterministic)
+            new = self._next_state(prev, belief, state, prev.abs_belief, prev.abs_state, None,
+                                   prev.boundary_context, prev.surprise)
+            return new, RSSMStep(prior_stats, None, None, None, None, None, None, None, None)
+
+        decision = self.segment_policy.decide(
+            self.boundary_prior(self.obs_feature(prev)),
+            role="imagine",
+            deterministic=deterministic,
+            seg_len=prev.seg_len.squeeze(-1),
+            seg_num=prev.seg_num.squeeze(-1),
+            structural=self._structural(action, reset, False),
         )
+        read = decision.read
+        candidate = self._abstract_candidate(prev, action, None)
+        belief, abs_belief, abs_state = self._commit(read, prev, candidate, continued)
         prior_stats = self.obs_prior(belief)
-        state = self.obs_prior.sample(prior_stats, self._deterministic())
-        new = self._next_state(
-            prev, belief, state, abs_belief, abs_state, read, prev.boundary_context
-        )
+        state = self.obs_prior.sample(prior_stats, deterministic)
+        new = self._next_state(prev, belief, state, abs_belief, abs_state, read,
+                               prev.boundary_context, prev.surprise)
         return new, RSSMStep(
             prior_stats,
             None,
-            abs_prior_stats,
+            candidate[2],
             None,
             read,
-            prior_b_logits,
-            prior_b_logits,
-            sample.log_sample if sample is not None else None,
-            forced,
+            decision.logits,
+            decision.logits,
+            decision.log_sample,
+            decision.forced.unsqueeze(-1),
+        )
+
+    def imagination_start(self, state: RSSMState) -> RSSMState:
+        """``state`` with its segment counters restarted: an imagined rollout is a new
+        sequence for the segment limits, its start state the first step of its
+        first segment (``seg_len = seg_num = 1``), so it does not open with a READ
+        forced by the length of the filtered segment it starts in, and the learned
+        boundary prior decides where imagined segments end.
+
+        Examples:
+            >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
+            ...                         boundary_proj_dim=4, boundary_hidden=8)
+            >>> state = rssm.initial_state([3])._replace(seg_len=torch.full((3, 1), 9.0))
+            >>> rssm.imagination_start(state).seg_len.sum().item()
+            3.0
+        """
+        return state._replace(
+            seg_len=torch.ones_like(state.seg_len), seg_num=torch.ones_like(state.seg_num)
         )
 
     def jumpy_step(
@@ -574,22 +647,22 @@ class HierarchicalRSSM(nn.Module):
         if action is None:
             action = prev.belief.new_zeros(*prev.belief.shape[:-1], self.action_dim)
         read = torch.ones_like(prev.seg_len)
-        _, abs_belief, abs_state, abs_prior_stats, _ = self._transition(prev, action, read, None)
+        abs_belief, abs_state, abs_prior_stats, _ = self._abstract_candidate(prev, action, None)
         belief = self.restart(torch.cat([abs_belief, abs_state], -1))
         prior_stats = self.obs_prior(belief)
         state = self.obs_prior.sample(prior_stats, self._deterministic())
-        new = self._next_state(
-            prev, belief, state, abs_belief, abs_state, read, prev.boundary_context
-        )
+        new = self._next_state(prev, belief, state, abs_belief, abs_state, read,
+                               prev.boundary_context, prev.surprise)
         return new, RSSMStep(prior_stats, None, abs_prior_stats, None, read, None, None, None, None)
 
-    @staticmethod
-    def _next_state(prev, belief, state, abs_belief, abs_state, read, context) -> RSSMState:
+    def _next_state(
+        self, prev, belief, state, abs_belief, abs_state, read, context, surprise
+    ) -> RSSMState:
         if read is None:
             seg_len, seg_num = prev.seg_len + 1, prev.seg_num
         else:
-            seg_len, seg_num = update_segment_counters(read.detach(), prev.seg_len, prev.seg_num)
-        return RSSMState(belief, state, abs_belief, abs_state, seg_len, seg_num, context)
+            seg_len, seg_num = self.segment_policy.advance(read, prev.seg_len, prev.seg_num)
+        return RSSMState(belief, state, abs_belief, abs_state, seg_len, seg_num, context, surprise)
 
     # -------------------------------------------------------------- sequences
     def observe(
@@ -621,7 +694,9 @@ class HierarchicalRSSM(nn.Module):
         if fresh:
             state = self.initial_state(batch, embed.device, embed.dtype)
         sequence_logits = None
-        if self.levels == 2 and (fresh or not self.boundary_posterior.causal):
+        policy = self.segment_policy
+        learned = self.levels == 2 and policy.kind != "surprise"
+        if learned and (fresh or not self.boundary_posterior.causal):
             # One batched pass over the window instead of a step per frame; a
             # fresh start has the zero context forward() assumes.
             sequence_logits = self.boundary_posterior(embed, is_init)
@@ -642,7 +717,18 @@ class HierarchicalRSSM(nn.Module):
             state = state._replace(
                 boundary_context=self.boundary_posterior.final_context(embed, is_init)
             )
-        return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
+        stacked = {key: torch.stack(value, -2) for key, value in outputs.items()}
+        if self.training and self._carries_surprise:
+            # After the whole sequence was decided, so its decisions used the scale
+            # from before it, exactly as the acting filter does.
+            surprise = stacked["obs_surprise"].squeeze(-1)
+            # Structural steps (sequence and episode starts) have no continued belief.
+            valid = torch.ones_like(surprise, dtype=torch.bool)
+            valid[..., 0] = False
+            if is_init is not None:
+                valid &= ~is_init
+            policy.update_statistics(surprise, valid)
+        return stacked, state
 
     def imagine(
         self,
@@ -661,6 +747,7 @@ class HierarchicalRSSM(nn.Module):
         elif horizon is None:
             horizon = actions.shape[-2]
         outputs: dict[str, list[torch.Tensor]] = {}
+        state = self.imagination_start(state)
         for t in range(horizon):
             action = actions(self.feature(state)) if callable(actions) else actions[..., t, :]
             state, step = self.img_step_fn(state, action)
@@ -718,6 +805,7 @@ DEFAULT_STATE_KEYS: dict[str, NestedKey] = {
     "seg_len": "seg_len",
     "seg_num": "seg_num",
     "boundary_context": "boundary_context",
+    "surprise": "surprise",
 }
 """Default keys of the recurrent state (acting time, root of the TensorDict)."""
 
@@ -737,11 +825,22 @@ _ROLLOUT_NAMES = (
     "boundary_prior_logits",
     "boundary_log_sample",
     "boundary_forced",
+    "surprise",
+    "obs_surprise",
 )
 DEFAULT_ROLLOUT_KEYS: dict[str, NestedKey] = {name: ("next", name) for name in _ROLLOUT_NAMES}
 """Default output keys of :class:`HierarchicalRSSMRollout` (posterior of ``("next", obs)``)."""
 
 _FLAT_NAMES = {"belief", "state", "seg_len", "seg_num", "prior_stats", "posterior_stats"}
+_SURPRISE_NAMES = {"surprise", "obs_surprise"}
+
+
+def _rollout_names(rssm: HierarchicalRSSM) -> tuple[str, ...]:
+    if rssm.levels == 1:
+        return tuple(n for n in _ROLLOUT_NAMES if n in _FLAT_NAMES)
+    if rssm.segment_policy.uses_surprise:
+        return _ROLLOUT_NAMES
+    return tuple(n for n in _ROLLOUT_NAMES if n not in _SURPRISE_NAMES)
 
 
 def _merge_keys(defaults: dict[str, NestedKey], overrides: dict[str, NestedKey] | None):
@@ -787,9 +886,7 @@ class HierarchicalRSSMRollout(TensorDictModuleBase):
         self.embed_key = embed_key
         self.action_key = action_key
         self.is_init_key = is_init_key
-        names = _ROLLOUT_NAMES if rssm.levels == 2 else tuple(
-            n for n in _ROLLOUT_NAMES if n in _FLAT_NAMES
-        )
+        names = _rollout_names(rssm)
         keys = _merge_keys(DEFAULT_ROLLOUT_KEYS, out_keys)
         self.out_key_map = {name: keys[name] for name in names}
         self.in_keys = [embed_key, action_key] + ([is_init_key] if is_init_key else [])

@@ -135,7 +135,8 @@ def imagine_trajectories(
       ``start_continue`` (``1 - terminated`` of the start) or 1;
     * ``discount_weight``: ``cumprod([c_0, gamma * c_1, ...])``, detached
       (DreamerV3's loss weights);
-    * ``seg_len``: segment counter of state ``k``;
+    * ``seg_len``: segment counter of state ``k``, counted from the imagination
+      start (:meth:`~torchrl_vta.modules.rssm.HierarchicalRSSM.imagination_start`);
     * ``boundary`` (``levels=2`` only): READ indicator of the transition into
       state ``k``; index 0 is ``start_boundary`` or 0.
 
@@ -184,7 +185,7 @@ def imagine_trajectories(
             f"action_key={action_key!r} is not written by the actor (out_keys={actor.out_keys})."
         )
     batch = start.belief.shape[:-1]
-    state = RSSMState(*(x.detach() for x in start))
+    state = rssm.imagination_start(RSSMState(*(x.detach() for x in start)))
     features, actions, seg_lens, boundaries = [], [], [], []
     with frozen(rssm, reward_head, continue_head), torch.set_grad_enabled(
         torch.is_grad_enabled() and backprop

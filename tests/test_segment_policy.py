@@ -1,0 +1,267 @@
+"""The segment policy: the one place boundaries are decided, and its surprise criterion."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from torchrl_vta.modules.boundary import READ, TemperatureSchedule
+from torchrl_vta.modules.original import OriginalVTA
+from torchrl_vta.modules.rssm import HierarchicalRSSM, HierarchicalStateEstimator
+from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy
+
+EMBED, ACTION = 6, 2
+KINDS = list(BOUNDARY_KINDS)
+
+
+def tiny_rssm(**kwargs):
+    options = dict(belief_dim=16, hidden=16, stoch_dim=4, boundary_proj_dim=4, boundary_hidden=8)
+    options.update(kwargs)
+    return HierarchicalRSSM(ACTION, EMBED, **options)
+
+
+def jump_sequences(batch, steps, *, generator, min_gap=4, max_gap=7):
+    """Piecewise-constant embeddings (small noise) with jumps at random planted times;
+    each new level is at least 4 away from the previous one."""
+    embed = torch.empty(batch, steps, EMBED)
+    jumps = torch.zeros(batch, steps, dtype=torch.bool)
+    for b in range(batch):
+        t = 0
+        level = torch.zeros(EMBED)
+        while t < steps:
+            new = level
+            while (new - level).norm() < 4:
+                new = torch.randn(EMBED, generator=generator) * 2
+            level = new
+            length = int(torch.randint(min_gap, max_gap + 1, (1,), generator=generator))
+            embed[b, t : t + length] = level
+            jumps[b, t] = t > 0
+            t += length
+    embed += 0.01 * torch.randn(embed.shape, generator=generator)
+    return embed, jumps
+
+
+# ------------------------------------------------------------------ criterion
+def test_surprise_criterion_reads_at_planted_peaks_once_per_plateau():
+    policy = SegmentPolicy(kind="surprise", surprise_init_scale=10.0)
+    generator = torch.Generator().manual_seed(0)
+    surprise = 0.5 * torch.rand(200, generator=generator)  # baseline below 0.05 of the scale
+    peaks = [7, 30, 31, 32, 90, 150]  # 30-32: one plateau
+    surprise[peaks] = torch.tensor([6.0, 5.0, 5.2, 4.9, 9.0, 3.0])
+    previous = torch.zeros(())
+    reads = []
+    for value in surprise:
+        read, previous = policy.surprise_read(value, previous)
+        reads.append(bool(read))
+    assert [t for t, r in enumerate(reads) if r] == [7, 30, 90, 150]
+
+
+def test_running_scale_follows_training_sequences_only():
+    rssm = tiny_rssm(boundary_kind="surprise", surprise_momentum=0.5)
+    policy = rssm.segment_policy
+    embed, action = torch.randn(4, 10, EMBED), torch.randn(4, 10, ACTION)
+    before = policy.surprise_scale.clone()
+    rssm.eval()
+    rssm.observe(embed, action)
+    assert torch.equal(policy.surprise_scale, before)
+    rssm.train()
+    out, _ = rssm.observe(embed, action)
+    expected = 0.5 * before + 0.5 * torch.quantile(out["obs_surprise"][:, 1:].flatten(), 0.99)
+    torch.testing.assert_close(policy.surprise_scale, expected)
+    # The scale is a buffer: it travels with the state dict (checkpoints, acting copies).
+    assert "segment_policy.surprise_scale" in rssm.state_dict()
+
+
+def _train_on_jumps(rssm, steps, generator):
+    decoder = nn.Linear(rssm.obs_feature_dim, EMBED)
+    optimizer = torch.optim.Adam([*rssm.parameters(), *decoder.parameters()], lr=3e-3)
+    for _ in range(steps):
+        embed, _ = jump_sequences(16, 24, generator=generator)
+        out, _ = rssm.observe(embed, torch.zeros(16, 24, ACTION))
+        feature = torch.cat([out["belief"], out["state"]], -1)
+        kl = rssm.obs_posterior.kl(out["posterior_stats"], out["prior_stats"]).mean()
+        kl_abs = rssm.abs_posterior.kl(out["abs_posterior_stats"], out["abs_prior_stats"])
+        kl_abs = (kl_abs * out["boundary"].squeeze(-1).detach()).mean()
+        loss = (decoder(feature) - embed).square().sum(-1).mean() + kl + kl_abs
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_surprise_kind_reads_exactly_at_planted_jumps():
+    """A world model that learned "the embedding stays" is surprised only at the jumps;
+    the surprise kind then READs exactly there (tolerance 0), causally."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    rssm = tiny_rssm(boundary_kind="surprise", stoch_dim=6, min_std=0.05)
+    _train_on_jumps(rssm, 250, generator)
+    rssm.eval()
+    embed, jumps = jump_sequences(32, 24, generator=generator)
+    out, _ = rssm.observe(embed, torch.zeros(32, 24, ACTION))
+    read = out["boundary"].squeeze(-1).bool()
+    # Step 1 follows the structural READ from a one-frame belief; score from step 2 on.
+    assert torch.equal(read[:, 2:], jumps[:, 2:]), (read[:, 2:] ^ jumps[:, 2:]).sum()
+
+
+# ---------------------------------------------------------- train/act, limits
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("training", [True, False])
+def test_acting_filter_reproduces_rollout_boundaries_for_every_kind(kind, training):
+    rssm = tiny_rssm(boundary_kind=kind, surprise_init_scale=0.05)
+    rssm.train(training)
+    embed, action = torch.randn(3, 12, EMBED), torch.randn(3, 12, ACTION)
+    is_init = torch.zeros(3, 12, dtype=torch.bool)
+    is_init[:, [0, 7]] = True
+    # The filter runs first: observe() in training mode moves the running scale after
+    # it has decided, and the filter must decide with the scale the rollout used.
+    estimator = HierarchicalStateEstimator(rssm)
+    td = estimator.initial_tensordict([3])
+    steps = []
+    torch.manual_seed(3)
+    for t in range(12):
+        td["embed"], td["prev_action"], td["is_init"] = embed[:, t], action[:, t], is_init[:, t, None]
+        estimator(td)
+        steps.append(td.select("boundary", "belief", "abs_state", "seg_len", "surprise").clone())
+    stepped = torch.stack(steps, 1)
+    torch.manual_seed(3)
+    out, _ = rssm.observe(embed, action, is_init)
+    assert torch.equal(stepped["boundary"], out["boundary"])
+    assert 0 < out["boundary"][:, 1:].mean() < 1, "the test needs both READ and COPY"
+    for key in ("belief", "abs_state", "seg_len", "surprise"):
+        torch.testing.assert_close(stepped[key], out[key], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_limits_hold_for_every_kind(kind):
+    torch.manual_seed(0)
+    rssm = tiny_rssm(boundary_kind=kind, max_seg_len=3, max_seg_num=4, limit_mode="both",
+                     surprise_init_scale=0.05)
+    out, last = rssm.observe(torch.randn(8, 20, EMBED), torch.randn(8, 20, ACTION))
+    assert (out["seg_len"] <= 3).all()
+    over = out["seg_num"].squeeze(-1) > 4
+    read = out["boundary"].squeeze(-1).bool()
+    previous_len = torch.cat([torch.zeros(8, 1), out["seg_len"][:, :-1, 0]], 1)
+    assert (~over | ~read | (previous_len == 3)).all()
+    imagined, _ = rssm.imagine(last, torch.randn(8, 10, ACTION))
+    assert (imagined["seg_len"] <= 3).all()
+
+
+def test_surprise_steps_are_scored_not_forced():
+    rssm = tiny_rssm(boundary_kind="surprise", surprise_init_scale=0.05, limit_mode="off")
+    out, _ = rssm.observe(torch.randn(4, 10, EMBED), torch.randn(4, 10, ACTION))
+    assert out["boundary_forced"][:, 0].all() and not out["boundary_forced"][:, 1:].any()
+    # The decision is written as hard logits: the boundary KL trains the prior towards it.
+    read = out["boundary"][:, 1:, 0].bool()
+    logits = out["boundary_logits"][:, 1:]
+    assert torch.equal(logits.argmax(-1) == READ, read)
+    assert (logits.abs() > 6).all()
+
+
+def test_learned_surprise_posterior_reads_the_surprise():
+    torch.manual_seed(0)
+    rssm = tiny_rssm(boundary_kind="learned+surprise")
+    head = rssm.boundary_posterior.surprise_head
+    out, _ = rssm.observe(torch.randn(4, 10, EMBED), torch.randn(4, 10, ACTION))
+    (out["boundary"][:, 1:].sum() + out["boundary_logits"][:, 1:, READ].sum()).backward()
+    assert head[0][0].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        head[-1].bias.copy_(torch.tensor([30.0, -30.0]))  # the surprise path says READ
+    again, _ = rssm.observe(torch.randn(4, 10, EMBED), torch.randn(4, 10, ACTION))
+    assert (again["boundary"] == 1).all()
+
+
+# ------------------------------------------------------------------ learning
+def test_boundary_prior_learns_the_surprise_decisions_on_a_fixed_batch():
+    """The criterion's decisions are the prior's target: its boundary loss (the cross
+    entropy towards them) halves on a fixed batch of planted jumps."""
+    kind = "surprise"
+    from tensordict import TensorDict
+    from torchrl.data import Composite, Unbounded
+
+    from torchrl_vta.modules.world_model import make_world_model
+    from torchrl_vta.objectives.world_model_loss import WorldModelLoss
+
+    torch.manual_seed(0)
+    model = make_world_model(Composite(position=Unbounded((EMBED,))), Unbounded((0,)),
+                             preset="test", rssm=dict(boundary_kind=kind), continue_head=False)
+    loss = WorldModelLoss(model, reward_scale=0.0)
+    generator = torch.Generator().manual_seed(1)
+    embed, _ = jump_sequences(8, 16, generator=generator)
+    batch = TensorDict({"action": torch.zeros(8, 16, 0),
+                        "is_init": torch.zeros(8, 16, 1, dtype=torch.bool),
+                        "next": {"position": embed, "reward": torch.zeros(8, 16, 1)}}, [8, 16])
+    optimizer = torch.optim.Adam(loss.parameters(), lr=3e-3)
+    values = []
+    for _ in range(300):
+        losses = loss(batch.clone())
+        values.append(losses["loss_boundary"].item())
+        optimizer.zero_grad()
+        WorldModelLoss.total(losses).backward()
+        optimizer.step()
+    assert sum(values[-10:]) < 0.5 * sum(values[:10]), (values[:10], values[-10:])
+
+
+# ---------------------------------------------------------- one place, options
+_DECIDERS = re.compile(r"\b(sample_boundary|force_logits|force_sample|limit_segments)\(")
+
+
+def test_only_the_segment_policy_forces_or_samples_boundaries():
+    package = Path(__file__).resolve().parents[1] / "torchrl_vta"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name in ("boundary.py", "segment_policy.py"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            if _DECIDERS.search(code) and ">>>" not in code:
+                offenders.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_both_models_expose_one_policy_that_owns_temperature_and_limits():
+    rssm = tiny_rssm(max_seg_len=5)
+    original = OriginalVTA(belief_size=8, feat_size=8, state_size=2, max_seg_len=6)
+    for model, length in ((rssm, 5), (original, 6)):
+        policy = model.segment_policy
+        assert isinstance(policy, SegmentPolicy) and policy.max_seg_len == length
+        policy.schedule = TemperatureSchedule(1.0, 0.5, 0.5, 1)
+        assert policy.anneal(1) == 0.75 and model.temperature == 0.75
+
+
+def test_original_posterior_limits_come_from_the_policy():
+    torch.manual_seed(0)
+    model = OriginalVTA(belief_size=8, feat_size=8, state_size=2, max_seg_len=3,
+                        max_seg_num=2).eval()
+    obs = torch.rand(2, 16, 3, 32, 32) * 2 - 1
+    with model.segment_policy.limits("both"):
+        limited = model(obs, init_size=2)
+    direct = model(obs, init_size=2, limit_posterior=True)
+    assert torch.equal(limited.boundary, direct.boundary)
+    seg = 0
+    for value in limited.boundary[0, 2:14, 0].tolist():
+        seg = 1 if value else seg + 1
+        assert seg <= 3
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(kind="sometimes"), "boundary kind"),
+        (dict(limit_mode="never"), "limit_mode"),
+        (dict(max_seg_len=0), "max_seg_len"),
+        (dict(surprise_threshold=-1.0), "surprise_threshold"),
+        (dict(surprise_quantile=1.5), "surprise_quantile"),
+        (dict(surprise_init_scale=0.0), "surprise_init_scale"),
+        (dict(temperature=0.0), "temperature"),
+    ],
+)
+def test_bad_options_name_the_option(options, match):
+    with pytest.raises(ValueError, match=match):
+        SegmentPolicy(**options)
+
+
+def test_bad_role_is_refused():
+    with pytest.raises(ValueError, match="role"):
+        SegmentPolicy().decide(torch.zeros(2, 2), role="acting", deterministic=True)

@@ -1,0 +1,510 @@
+"""Where segment boundaries are decided: one :class:`SegmentPolicy` for every model.
+
+Every READ/COPY decision of the agent RSSM (:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM`)
+and of the original VTA (:class:`~torchrl_vta.modules.original.OriginalVTA`) goes through
+this file: structural READs (first step of a sequence, ``is_init``), segment limits and the
+roles they force (posterior, prior, imagination), the Gumbel temperature and its annealing,
+straight-through sampling, the segment counters, and the criterion a boundary comes from:
+
+* ``"learned"``: sampled from the boundary posterior's logits (VTA);
+* ``"surprise"``: READ where the observation level's surprise (the KL between its posterior
+  and prior computed on the *continued* belief, before deciding) is a causal peak: its value
+  divided by a running scale is at least ``surprise_threshold`` and has risen by at least
+  ``surprise_prominence`` since the previous step (SUNTA-style, without look-ahead, so the
+  acting filter decides exactly as the training rollout);
+* ``"learned+surprise"``: sampled from the boundary posterior, whose input includes the
+  surprise features of :meth:`SegmentPolicy.surprise_features`.
+
+The running scale is a buffer (like BatchNorm's running statistics): it moves towards a high
+quantile of the surprise of each training sequence *after* the sequence was decided, and is
+frozen in eval mode and at acting time. Decisions never carry gradient into the surprise
+(it is computed from detached statistics), so the boundary criterion cannot be trained
+away; dividing by the running scale keeps peaks visible when the overall surprise falls as
+the model improves (the "hierarchical collapse" of SUNTA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from torchrl_vta.modules.boundary import (
+    READ,
+    BoundarySample,
+    TemperatureSchedule,
+    force_logits,
+    force_sample,
+    limit_segments,
+    sample_boundary,
+    update_segment_counters,
+)
+
+__all__ = ["BOUNDARY_KINDS", "LIMIT_MODES", "BoundaryDecision", "SegmentPolicy"]
+
+BOUNDARY_KINDS = ("learned", "surprise", "learned+surprise")
+LIMIT_MODES = ("prior", "both", "off")
+_ROLES = ("posterior", "prior", "imagine")
+# Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
+# normalised surprise and its rise since the previous step.
+SURPRISE_FEATURES = 3
+
+
+class BoundaryDecision(NamedTuple):
+    """One step's (or sequence's) boundary.
+
+    ``onehot [..., 2]`` has exact 0/1 forward values (straight-through gradient for
+    sampled rows, none for forced or criterion rows); ``logits`` are the logits it was
+    decided from after forcing (a criterion decision is written as ``±FORCE_LOGIT``);
+    ``log_sample`` is the relaxed log-sample (for the Concrete KL); ``forced [...]`` marks
+    structural and limit-forced rows (excluded from the boundary loss and the metrics).
+
+    Examples:
+        >>> policy = SegmentPolicy()
+        >>> decision = policy.decide(torch.tensor([[3.0, -3.0]]), role="posterior",
+        ...                          deterministic=True)
+        >>> decision.read.tolist(), decision.forced.tolist()
+        ([[1.0]], [False])
+    """
+
+    onehot: torch.Tensor
+    logits: torch.Tensor
+    log_sample: torch.Tensor
+    forced: torch.Tensor
+
+    @property
+    def read(self) -> torch.Tensor:
+        """READ indicator ``[..., 1]`` (0/1, straight-through)."""
+        return self.onehot[..., READ : READ + 1]
+
+
+def _check_fraction(name: str, value: float, *, low: float = 0.0, high: float | None = None):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low or (
+        high is not None and value > high
+    ):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}.")
+    return float(value)
+
+
+class SegmentPolicy(nn.Module):
+    """Every boundary decision of a hierarchical model (see the module docstring).
+
+    Keyword Args:
+        kind: ``"learned"`` (default), ``"surprise"`` or ``"learned+surprise"``.
+        max_seg_len / max_seg_num: segment limits (``None`` disables one); length wins.
+        limit_mode: ``"prior"`` forces the prior (filtering targets and imagination) only,
+            as the original VTA; ``"both"`` also forces the posterior; ``"off"`` forces
+            nothing. Structural READs happen regardless.
+        temperature: Gumbel-softmax temperature, or a :class:`TemperatureSchedule` that
+            :meth:`anneal` follows (the ``schedule`` attribute; it can be set later).
+        surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``.
+        surprise_prominence: ... and a rise of at least this much (in units of the scale)
+            since the previous step, so a plateau of surprise READs once.
+        surprise_quantile: the running scale follows this quantile of each training
+            sequence's non-structural surprises (1.0: the maximum, as SUNTA's running max).
+        surprise_momentum: EMA momentum of the running scale.
+        surprise_init_scale: the scale before any training sequence (nats).
+
+    Examples:
+        >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=10.0)
+        >>> surprise = torch.tensor([0.5, 6.0, 0.4, 0.3])       # nats, one sequence
+        >>> previous = torch.zeros(())
+        >>> reads = []
+        >>> for value in surprise:
+        ...     read, previous = policy.surprise_read(value, previous)
+        ...     reads.append(bool(read))
+        >>> reads
+        [False, True, False, False]
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str = "learned",
+        max_seg_len: int | None = None,
+        max_seg_num: int | None = None,
+        limit_mode: str = "prior",
+        temperature: float | TemperatureSchedule = 1.0,
+        surprise_threshold: float = 0.2,
+        surprise_prominence: float = 0.1,
+        surprise_quantile: float = 0.99,
+        surprise_momentum: float = 0.99,
+        surprise_init_scale: float = 1.0,
+    ):
+        super().__init__()
+        if kind not in BOUNDARY_KINDS:
+            raise ValueError(f"boundary kind {kind!r} is not one of {BOUNDARY_KINDS}.")
+        self.kind = kind
+        self.limit_mode = limit_mode
+        self.max_seg_len = max_seg_len
+        self.max_seg_num = max_seg_num
+        self.schedule = temperature if isinstance(temperature, TemperatureSchedule) else None
+        self.temperature = self.schedule.initial if self.schedule else temperature
+        self.surprise_threshold = _check_fraction("surprise_threshold", surprise_threshold)
+        self.surprise_prominence = _check_fraction("surprise_prominence", surprise_prominence)
+        self.surprise_quantile = _check_fraction(
+            "surprise_quantile", surprise_quantile, low=0.0, high=1.0
+        )
+        self.surprise_momentum = _check_fraction(
+            "surprise_momentum", surprise_momentum, low=0.0, high=1.0
+        )
+        init = _check_fraction("surprise_init_scale", surprise_init_scale)
+        if init <= 0:
+            raise ValueError(f"surprise_init_scale must be > 0, got {surprise_init_scale!r}.")
+        self.register_buffer("surprise_scale", torch.tensor(init))
+
+    # ------------------------------------------------------------ options
+    @property
+    def limit_mode(self) -> str:
+        """``"prior"``, ``"both"`` or ``"off"`` (settable, checked)."""
+        return self._limit_mode
+
+    @limit_mode.setter
+    def limit_mode(self, value: str) -> None:
+        if value not in LIMIT_MODES:
+            raise ValueError(f"limit_mode={value!r} is not one of {LIMIT_MODES}.")
+        self._limit_mode = value
+
+    @property
+    def max_seg_len(self) -> int | None:
+        """Longest segment before a READ is forced (``None``: no limit)."""
+        return self._max_seg_len
+
+    @max_seg_len.setter
+    def max_seg_len(self, value: int | None) -> None:
+        self._max_seg_len = self._check_limit("max_seg_len", value)
+
+    @property
+    def max_seg_num(self) -> int | None:
+        """Segments per sequence before COPY is forced (``None``: no limit)."""
+        return self._max_seg_num
+
+    @max_seg_num.setter
+    def max_seg_num(self, value: int | None) -> None:
+        self._max_seg_num = self._check_limit("max_seg_num", value)
+
+    @staticmethod
+    def _check_limit(name: str, value):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
+        return value
+
+    @property
+    def temperature(self) -> float:
+        """Gumbel-softmax temperature (settable; :meth:`anneal` sets it from the schedule)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not isinstance(value, torch.Tensor) and not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value!r}.")
+        self._temperature = float(value) if not isinstance(value, torch.Tensor) else value
+
+    def anneal(self, step: int) -> float:
+        """Set the temperature of training step ``step`` from the schedule (if any).
+
+        Examples:
+            >>> policy = SegmentPolicy(temperature=TemperatureSchedule(1.0, 0.5, 0.5, 1))
+            >>> policy.anneal(1)
+            0.75
+        """
+        if self.schedule is not None:
+            self.temperature = self.schedule(step)
+        return self.temperature
+
+    @property
+    def uses_surprise(self) -> bool:
+        """Whether decisions need the observation-level surprise."""
+        return self.kind != "learned"
+
+    @property
+    def surprise_feature_dim(self) -> int:
+        """Extra inputs of the learned posterior (``learned+surprise`` only)."""
+        return SURPRISE_FEATURES if self.kind == "learned+surprise" else 0
+
+    @contextlib.contextmanager
+    def limits(self, mode: str):
+        """Temporarily use another ``limit_mode`` (e.g. scoring with forcing on and off).
+
+        Examples:
+            >>> policy = SegmentPolicy(max_seg_len=4)
+            >>> with policy.limits("both"):
+            ...     policy.limit_mode
+            'both'
+            >>> policy.limit_mode
+            'prior'
+        """
+        previous = self.limit_mode
+        self.limit_mode = mode
+        try:
+            yield self
+        finally:
+            self.limit_mode = previous
+
+    # ---------------------------------------------------------- forcing
+    def _limited(self, role: str) -> bool:
+        # Checked on every call (not only when counters are given): a misspelt role
+        # must not silently mean "no limits".
+        if role not in _ROLES:
+            raise ValueError(f"role={role!r} is not one of {_ROLES}.")
+        if self.limit_mode == "off":
+            return False
+        return role != "posterior" or self.limit_mode == "both"
+
+    def forcing(
+        self,
+        seg_len: torch.Tensor | None,
+        seg_num: torch.Tensor | None,
+        *,
+        role: str,
+        structural: torch.Tensor | None = None,
+        shape: torch.Size | None = None,
+        device=None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(force_read, force_copy)`` bool masks for one step.
+
+        Counters ``[...]`` are those carried *into* the step; ``structural`` (bool ``[...]``)
+        READs win over everything. Without counters no limit applies.
+
+        Examples:
+            >>> policy = SegmentPolicy(max_seg_len=3, max_seg_num=2)
+            >>> read, copy = policy.forcing(torch.tensor([3., 1.]), torch.tensor([1., 2.]),
+            ...                             role="prior")
+            >>> read.tolist(), copy.tolist()
+            ([True, False], [False, True])
+        """
+        limited = self._limited(role)
+        if seg_len is not None and limited:
+            force_read, force_copy = limit_segments(
+                seg_len, seg_num, max_seg_len=self.max_seg_len, max_seg_num=self.max_seg_num
+            )
+        else:
+            if shape is None:
+                shape = seg_len.shape if seg_len is not None else structural.shape
+            never = torch.zeros(shape, dtype=torch.bool, device=device)
+            force_read = force_copy = never
+        if structural is not None:
+            structural = structural.reshape(force_read.shape).to(torch.bool)
+            force_read = force_read | structural
+            force_copy = force_copy & ~structural
+        return force_read, force_copy
+
+    def force_prior_logits(
+        self,
+        logits: torch.Tensor,
+        seg_len: torch.Tensor | None,
+        seg_num: torch.Tensor | None,
+        *,
+        structural: torch.Tensor | None = None,
+        role: str = "prior",
+    ) -> torch.Tensor:
+        """Prior boundary logits ``[..., 2]`` with the forced rows set to ``±FORCE_LOGIT``.
+
+        Examples:
+            >>> policy = SegmentPolicy(max_seg_len=2)
+            >>> policy.force_prior_logits(torch.zeros(2, 2), torch.tensor([2., 1.]),
+            ...                           torch.ones(2)).argmax(-1).tolist()
+            [0, 0]
+        """
+        read, copy = self.forcing(
+            seg_len, seg_num, role=role, structural=structural,
+            shape=logits.shape[:-1], device=logits.device,
+        )
+        return force_logits(logits, read, copy)
+
+    # ---------------------------------------------------------- deciding
+    def decide(
+        self,
+        logits: torch.Tensor,
+        *,
+        role: str,
+        deterministic: bool,
+        seg_len: torch.Tensor | None = None,
+        seg_num: torch.Tensor | None = None,
+        structural: torch.Tensor | None = None,
+        criterion_read: torch.Tensor | None = None,
+    ) -> BoundaryDecision:
+        """Force, then decide, the boundary of one step (or of independent rows).
+
+        Args:
+            logits: ``[..., 2]`` boundary logits (posterior, or prior in imagination).
+            role: ``"posterior"`` (filtering), ``"prior"`` or ``"imagine"``; selects
+                whether the segment limits apply (see ``limit_mode``).
+            deterministic: take the argmax instead of a Gumbel sample.
+            seg_len, seg_num: counters ``[...]`` carried into the step (``None``: no limits).
+            structural: ``[...]`` bool, READ regardless (sequence or episode start).
+            criterion_read: ``[...]`` bool decision of a non-learned criterion (the
+                ``surprise`` kind); replaces sampling, carries no gradient.
+
+        Examples:
+            >>> policy = SegmentPolicy(max_seg_len=2, limit_mode="both")
+            >>> decision = policy.decide(torch.tensor([[-5.0, 5.0], [-5.0, 5.0]]),
+            ...                          role="posterior", deterministic=True,
+            ...                          seg_len=torch.tensor([2.0, 1.0]),
+            ...                          seg_num=torch.tensor([1.0, 1.0]))
+            >>> decision.read[:, 0].tolist(), decision.forced.tolist()
+            ([1.0, 0.0], [True, False])
+        """
+        force_read, force_copy = self.forcing(
+            seg_len, seg_num, role=role, structural=structural,
+            shape=logits.shape[:-1], device=logits.device,
+        )
+        if criterion_read is not None:
+            criterion_read = criterion_read.reshape(force_read.shape).to(torch.bool)
+            logits = force_logits(logits.detach(), criterion_read, ~criterion_read)
+        logits = force_logits(logits, force_read, force_copy)
+        if criterion_read is not None:
+            deterministic = True
+        sample = sample_boundary(logits, self.temperature, deterministic=deterministic)
+        if criterion_read is not None:
+            sample = force_sample(sample, criterion_read, ~criterion_read)
+        sample = force_sample(sample, force_read, force_copy)
+        return BoundaryDecision(sample.onehot, logits, sample.log_sample, force_read | force_copy)
+
+    def decide_sequence(
+        self,
+        logits: torch.Tensor,
+        *,
+        role: str,
+        deterministic: bool,
+        structural: torch.Tensor,
+        first: int = 0,
+    ) -> BoundaryDecision:
+        """Decide a whole sequence ``logits [N, T, 2]`` whose logits do not depend on the decisions.
+
+        Samples every step at once; where the limits apply to ``role`` they are then
+        walked in time from step ``first`` (a READ: one segment of length one), so the
+        counters follow the decisions. ``structural [N, T]`` steps are READ.
+
+        Examples:
+            >>> policy = SegmentPolicy(max_seg_len=3, limit_mode="both")
+            >>> structural = torch.zeros(1, 8, dtype=torch.bool); structural[:, 0] = True
+            >>> decision = policy.decide_sequence(torch.tensor([-5.0, 5.0]).expand(1, 8, 2),
+            ...     role="posterior", deterministic=True, structural=structural)
+            >>> decision.read[0, :, 0].int().tolist()
+            [1, 0, 0, 1, 0, 0, 1, 0]
+        """
+        decision = self.decide(
+            logits, role=role, deterministic=deterministic, structural=structural
+        )
+        if not self._limited(role):
+            return decision
+        columns = list(decision.onehot.unbind(-2))
+        logit_columns = list(decision.logits.unbind(-2))
+        forced = decision.forced.clone()
+        seg_len = torch.ones_like(columns[first][..., READ])
+        seg_num = torch.ones_like(seg_len)
+        for t in range(first + 1, len(columns)):
+            force_read, force_copy = self.forcing(
+                seg_len, seg_num, role=role, structural=structural[..., t]
+            )
+            sample = force_sample(BoundarySample(columns[t], decision.log_sample[..., t, :]),
+                                  force_read, force_copy)
+            columns[t] = sample.onehot
+            logit_columns[t] = force_logits(logit_columns[t], force_read, force_copy)
+            forced[..., t] = forced[..., t] | force_read | force_copy
+            seg_len, seg_num = self.advance(columns[t][..., READ], seg_len, seg_num)
+        return BoundaryDecision(
+            torch.stack(columns, -2), torch.stack(logit_columns, -2), decision.log_sample, forced
+        )
+
+    def force_prior_sequence(self, logits: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+        """Force prior logits ``[N, S, 2]`` (predicting step ``i + 1``) by the counters after
+        the decisions ``read [N, S]`` of steps ``0..i`` (counting from zero segments).
+
+        Examples:
+            >>> policy = SegmentPolicy(max_seg_len=2)
+            >>> read = torch.tensor([[1.0, 0.0, 0.0]])
+            >>> copy = torch.tensor([-1.0, 1.0]).expand(1, 3, 2)
+            >>> policy.force_prior_sequence(copy, read).argmax(-1).tolist()
+            [[1, 0, 0]]
+        """
+        seg_len = torch.zeros_like(read[..., 0])
+        seg_num = torch.zeros_like(seg_len)
+        rows = []
+        for i in range(logits.shape[-2]):
+            seg_len, seg_num = self.advance(read[..., i], seg_len, seg_num)
+            rows.append(self.force_prior_logits(logits[..., i, :], seg_len, seg_num))
+        return torch.stack(rows, -2)
+
+    @staticmethod
+    def advance(read: torch.Tensor, seg_len: torch.Tensor, seg_num: torch.Tensor):
+        """Counters after a decision: READ -> ``(1, n + 1)``, COPY -> ``(len + 1, n)``.
+
+        Examples:
+            >>> SegmentPolicy.advance(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 3.0]),
+            ...                       torch.tensor([1.0, 1.0]))
+            (tensor([1., 4.]), tensor([2., 1.]))
+        """
+        return update_segment_counters(read.detach(), seg_len, seg_num)
+
+    # ---------------------------------------------------------- surprise
+    def normalise(self, surprise: torch.Tensor) -> torch.Tensor:
+        """Surprise (nats) in units of the running scale.
+
+        Examples:
+            >>> SegmentPolicy(surprise_init_scale=4.0).normalise(torch.tensor(2.0)).item()
+            0.5
+        """
+        return surprise / self.surprise_scale
+
+    def surprise_read(
+        self, surprise: torch.Tensor, previous: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The causal peak criterion: ``(read, normalised)`` from ``surprise`` (nats) and
+        the previous step's normalised surprise (0 after a reset).
+
+        READ iff ``u >= surprise_threshold`` and ``u - previous >= surprise_prominence``
+        with ``u = surprise / scale``.
+        """
+        normalised = self.normalise(surprise.detach())
+        read = (normalised >= self.surprise_threshold) & (
+            normalised - previous >= self.surprise_prominence
+        )
+        return read, normalised
+
+    def surprise_features(
+        self, surprise: torch.Tensor, normalised: torch.Tensor, previous: torch.Tensor
+    ) -> torch.Tensor:
+        """Inputs ``[..., 3]`` of a surprise-informed learned posterior (all detached).
+
+        Examples:
+            >>> SegmentPolicy().surprise_features(torch.zeros(2), torch.zeros(2),
+            ...                                   torch.zeros(2)).shape
+            torch.Size([2, 3])
+        """
+        return torch.stack(
+            [surprise.detach().clamp_min(0).log1p(), normalised, normalised - previous], -1
+        ).detach()
+
+    @torch.no_grad()
+    def update_statistics(self, surprise: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Move the running scale towards a quantile of ``surprise`` (entries where ``valid``).
+
+        Called by the RSSM after a training sequence was decided (never while acting).
+
+        Examples:
+            >>> policy = SegmentPolicy(surprise_momentum=0.5, surprise_quantile=1.0)
+            >>> policy.update_statistics(torch.tensor([1.0, 3.0, 100.0]),
+            ...                          torch.tensor([True, True, False]))
+            >>> policy.surprise_scale.item()
+            2.0
+        """
+        values = surprise.detach().reshape(-1)
+        if valid is not None:
+            values = values[valid.reshape(-1)]
+        if values.numel() == 0:
+            return
+        target = torch.quantile(values.float(), self.surprise_quantile).to(self.surprise_scale)
+        # A scale of zero would turn every later surprise into an infinite peak.
+        target = target.clamp_min(1e-6)
+        self.surprise_scale.mul_(self.surprise_momentum).add_((1 - self.surprise_momentum) * target)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kind={self.kind!r}, limit_mode={self.limit_mode!r}, max_seg_len={self.max_seg_len}, "
+            f"max_seg_num={self.max_seg_num}, temperature={self.temperature}"
+        )
