@@ -1,10 +1,15 @@
-"""Boundary quality of the original VTA and the agent variant (results: BOUNDARY_QUALITY.md).
+"""Boundary quality of the original VTA and the agent variants (results: BOUNDARY_QUALITY.md).
 
     python benchmarks/boundary_quality.py --budget-min 60 --max-steps 4000 \\
         --common batch_size=8 optim.lr=1e-3          # one_ball world (the default)
-    python benchmarks/boundary_quality.py --dataset balls --budget-min 20
+    python benchmarks/boundary_quality.py --datasets one_ball balls maze \\
+        --models original agent_surprise --budget-min 60 --max-steps 4000
     python benchmarks/boundary_quality.py --models original --budget-min 5 \\
         --original temperature.every=10
+
+Models: ``original`` (the original VTA), ``agent`` (the agent world model with the
+``learned`` boundary kind), ``agent_surprise`` and ``agent_learned_surprise`` (the
+``surprise`` and ``learned+surprise`` kinds of the segment policy).
 
 Each model trains with ``examples/vta_video.py`` in its own process (1 torch thread, the
 same cached dataset and seed) for a wall-clock budget, then the script prints a markdown
@@ -25,12 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "vta_video.py"
 
 
+#: Hydra overrides of each benchmarked model (``--agent`` options apply to every agent).
+MODELS = {
+    "original": ["model=original"],
+    "agent": ["model=agent"],
+    "agent_surprise": ["model=agent", "+model.rssm.boundary_kind=surprise"],
+    "agent_learned_surprise": ["model=agent", "+model.rssm.boundary_kind=learned+surprise"],
+}
+
+
 def _cell(values: dict, keys=("0", "1", "2")) -> str:
     return " / ".join(f"{values[k]:.2f}" for k in keys)
 
 
 def markdown_table(metrics: dict[str, dict]) -> str:
-    """One row per (model, forcing) from ``{model: metrics.json content}``.
+    """One row per (run, forcing) from ``{run label: metrics.json content}``.
 
     Example:
         >>> report = {"f1": {"0": 0.5, "1": 0.8, "2": 0.9}, "periodic_f1": {"0": 0.1, "1": 0.3, "2": 0.4},
@@ -61,9 +75,10 @@ def markdown_table(metrics: dict[str, dict]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["original", "agent"],
-                        choices=["original", "agent"])
-    parser.add_argument("--dataset", default="one_ball", choices=["one_ball", "balls", "maze"])
+    parser.add_argument("--models", nargs="+", default=["original", "agent_surprise"],
+                        choices=sorted(MODELS))
+    parser.add_argument("--datasets", nargs="+", default=["one_ball"],
+                        choices=["one_ball", "balls", "maze"])
     parser.add_argument("--budget-min", type=float, default=20.0,
                         help="wall-clock training budget per model, minutes")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
@@ -79,18 +94,21 @@ def main(argv=None) -> None:
         parser.error(f"--budget-min must be > 0, got {args.budget_min}")
 
     metrics = {}
-    for model in args.models:
-        run_dir = args.out / f"{args.dataset}_{model}"
-        command = [
-            sys.executable, str(SCRIPT), f"dataset={args.dataset}", f"model={model}",
-            f"time_budget_min={args.budget_min}", f"steps={args.max_steps}", "threads=1",
-            f"hydra.run.dir={run_dir}", *args.common, *getattr(args, model),
-        ]
-        print(" ".join(command), flush=True)
-        start = time.monotonic()
-        subprocess.run(command, check=True, cwd=ROOT)
-        print(f"{model}: {(time.monotonic() - start) / 60:.1f} min wall in all", flush=True)
-        metrics[model] = json.loads((run_dir / "metrics.json").read_text())
+    for dataset in args.datasets:
+        for model in args.models:
+            run_dir = args.out / f"{dataset}_{model}"
+            extra = args.original if model == "original" else args.agent
+            command = [
+                sys.executable, str(SCRIPT), f"dataset={dataset}", *MODELS[model],
+                f"time_budget_min={args.budget_min}", f"steps={args.max_steps}", "threads=1",
+                f"hydra.run.dir={run_dir}", *args.common, *extra,
+            ]
+            print(" ".join(command), flush=True)
+            start = time.monotonic()
+            subprocess.run(command, check=True, cwd=ROOT)
+            print(f"{dataset} {model}: {(time.monotonic() - start) / 60:.1f} min wall in all",
+                  flush=True)
+            metrics[f"{dataset} {model}"] = json.loads((run_dir / "metrics.json").read_text())
     table = markdown_table(metrics)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n")

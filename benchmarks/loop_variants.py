@@ -93,7 +93,7 @@ def imagine_preallocated(rssm, actor, reward_head, continue_head, start, horizon
                          backprop=True, **_keys):
     """``imagine_trajectories`` (default keys) with features/actions/counters in buffers."""
     batch = start.belief.shape[:-1]
-    state = rssm_module.RSSMState(*(x.detach() for x in start))
+    state = rssm.imagination_start(rssm_module.RSSMState(*(x.detach() for x in start)))
     buffers = _Buffers(horizon + 1)
     boundaries = _Buffers(horizon + 1) if rssm.levels == 2 else None
     with imagination.frozen(rssm, reward_head, continue_head), torch.set_grad_enabled(

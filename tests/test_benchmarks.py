@@ -41,3 +41,19 @@ def test_loop_variants_compute_the_same_losses_as_the_library(tmp_path):
     assert {row["levels"] for row in rows} == {1, 2}
     assert len({row["change"] for row in rows}) == 4
     assert all(row["library_s"] > 0 and row["candidate_s"] > 0 for row in rows)
+
+
+def test_boundary_quality_runs_every_model_kind_and_world(tmp_path):
+    # Two optimiser steps of the smoke preset per run: checks the wiring of the model
+    # kinds and worlds into vta_video.py and the table, not the quality.
+    _run("boundary_quality.py", "--datasets", "one_ball", "maze", "--models", "original",
+         "agent_surprise", "agent_learned_surprise", "--budget-min", "1", "--max-steps", "2",
+         "--common", "preset=smoke", "--out", str(tmp_path))
+    table = (tmp_path / "table.md").read_text().splitlines()
+    labels = [line.split("|")[1].strip() for line in table[2:]]
+    assert labels == [f"{world} {model}" for world in ("one_ball", "maze")
+                      for model in ("original", "agent_surprise", "agent_learned_surprise")
+                      for _ in ("on", "off")]
+    for world in ("one_ball", "maze"):
+        metrics = json.loads((tmp_path / f"{world}_agent_surprise" / "metrics.json").read_text())
+        assert metrics["config"]["model"]["rssm"]["boundary_kind"] == "surprise"
