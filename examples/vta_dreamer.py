@@ -5,14 +5,17 @@
     python examples/vta_dreamer.py env=atari model=size12m      # GPU sizes
     python examples/vta_dreamer.py resume=true output_dir=outputs/vta_dreamer/<run>
 
-Outputs in ``output_dir``: ``logs/`` (the TorchRL logger), ``checkpoint/``
-(agent, learner, counters, replay), ``videos/eval_<frames>.gif`` and
-``pictures/openloop_<frames>.png`` (truth over prediction, boundaries below).
+Outputs in ``output_dir``: ``logs/`` (the TorchRL logger), ``checkpoints/``
+(generations of agent, learner, counters, config and replay), ``videos/eval_<frames>.gif``
+and ``pictures/openloop_<frames>.png`` (truth over prediction, boundaries below).
+``resume=true`` continues from the last complete checkpoint with the run's saved
+config; SIGTERM / Ctrl-C checkpoint and exit 0 (a second one exits at once).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -25,8 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl_vta import (
     TRAJ_KEY,
     Checkpointer,
+    GracefulStop,
     RecipeConfig,
+    check_free_space,
+    claim_run_dir,
+    configure_threads,
     evaluate,
+    flatten_config,
+    longest_trajectory,
     make_agent,
     make_collector,
     make_env_factory,
@@ -36,6 +45,7 @@ from torchrl_vta import (
     make_temperature_schedule,
     openloop_strip,
     replay_keys,
+    resume_config,
     save_episode_video,
     save_strip,
     select_device,
@@ -45,13 +55,47 @@ log = logging.getLogger("vta_dreamer")
 ConfigStore.instance().store(name="base_config", node=RecipeConfig)
 
 
-def train(cfg: RecipeConfig) -> dict:
-    """Run the recipe described by ``cfg``; returns the last evaluation metrics."""
-    cfg.validate()
+def _default_run_dir(output_dir, resume, _started=time.strftime("%Y-%m-%d_%H-%M-%S")) -> str:
+    if output_dir is not None:
+        return str(output_dir)
+    if resume:
+        raise ValueError("resume=true needs output_dir=<the run directory to resume>.")
+    return f"outputs/vta_dreamer/{_started}"
+
+
+OmegaConf.register_new_resolver("vta_run_dir", _default_run_dir, replace=True)
+
+
+def open_run(cfg: RecipeConfig, changed=None):
+    """Claim ``output_dir``; on resume, load the last checkpoint and the run's saved config."""
+    if not cfg.resume:
+        cfg.validate()
+    out = Path(cfg.output_dir)
+    lock = claim_run_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    checkpointer = Checkpointer(out / "checkpoints")
+    state = None
+    if cfg.resume:
+        state = checkpointer.load()
+        if state is None:
+            raise FileNotFoundError(
+                f"resume=true but {checkpointer.directory} holds no checkpoint: run without "
+                "resume=true (and with overwrite=true if the directory holds old outputs)."
+            )
+        cfg = resume_config(state["config"], cfg, changed).validate()
+    return cfg, lock, checkpointer, state
+
+
+def train(cfg: RecipeConfig, changed=None) -> dict:
+    """Run the recipe described by ``cfg``; returns the last evaluation metrics.
+
+    ``changed``: the config keys set on the command line (a resumed run accepts only
+    safe ones; ``None`` compares every key with the saved config).
+    """
+    cfg, lock, checkpointer, state = open_run(cfg, changed)
+    out = Path(cfg.output_dir)
+    threads = configure_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = select_device(cfg.device)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     # Envs and agent. The agent is sized from an env without the primer.
     probe_env = make_env_factory(cfg)()
@@ -60,31 +104,37 @@ def train(cfg: RecipeConfig) -> dict:
     temperature = make_temperature_schedule(agent, cfg)
     observation_keys = list(agent.world_model.encoder.in_keys)
     probe_env.close()
-    eval_env = make_env_factory(cfg, seed_offset=10_000)()
-    eval_env.append_transform(agent.make_primer())
 
-    # Replay, checkpoint, counters (restored on resume).
+    # Replay (the memmap scratch is rebuilt from the checkpoint), counters.
+    shutil.rmtree(out / "replay_storage", ignore_errors=True)
     replay = make_replay_buffer(cfg, out / "replay_storage")
-    checkpointer = Checkpointer(out / "checkpoint")
-    counters = {"frames": 0, "traj_offset": 0, "pending_updates": 0.0}
-    if cfg.resume:
-        state = checkpointer.load(replay if cfg.checkpoint.replay else None)
-        if state is None:
-            raise FileNotFoundError(f"resume=true but no checkpoint in {checkpointer.directory}.")
+    counters = {"frames": 0, "traj_offset": 0, "pending_updates": 0.0, "traj_max": -1}
+    if state is not None:
+        if cfg.checkpoint.replay:
+            checkpointer.load_replay(replay)
         agent.load_state_dict(state["agent"])
         learner.load_state_dict(state["learner"])
-        counters = state["counters"]
+        counters.update(state["counters"])
         torch.set_rng_state(state["rng"])
-        log.info("Resumed from %s at %d frames.", checkpointer.path, counters["frames"])
+        log.info("Resumed from %s at %d frames (%d in the replay).",
+                 checkpointer.path, counters["frames"], len(replay))
+    total = cfg.collector.total_frames
+    if counters["frames"] >= total:
+        log.info("The run in %s is complete (%d frames, collector.total_frames=%d): nothing to "
+                 "do. Raise collector.total_frames to train longer.", out, counters["frames"], total)
+        lock.close()
+        return {"frames": counters["frames"], "updates": int(learner.updates),
+                "return": counters.get("eval_return", float("nan"))}
 
+    eval_env = make_env_factory(cfg, seed_offset=10_000)()
+    eval_env.append_transform(agent.make_primer())
     logger = make_logger(
         cfg, out / "logs", "vta_dreamer", resume_step=counters["frames"] if cfg.resume else None
     )
-    total = cfg.collector.total_frames
     collector = make_collector(
         cfg,
         agent.policy,
-        remaining_frames=max(total - counters["frames"], 1),
+        remaining_frames=total - counters["frames"],
         init_random_frames=max(cfg.collector.init_random_frames - counters["frames"], 0),
         primer_factory=agent.make_primer,
         device=device,
@@ -95,9 +145,11 @@ def train(cfg: RecipeConfig) -> dict:
     metrics: dict = {}
     eval_metrics: dict = {}
     evaluated_at = -1
+    sampleable = False
     episode_return = torch.zeros(cfg.collector.num_envs)
     start = time.perf_counter()
     start_frames = counters["frames"]
+    log.info("Training in %s with %d torch thread(s) on %s.", out, threads, device)
 
     def log_scalars(values: dict, prefix: str) -> None:
         if logger is not None:
@@ -105,96 +157,144 @@ def train(cfg: RecipeConfig) -> dict:
                 logger.log_scalar(f"{prefix}/{key}", float(value), step=counters["frames"])
 
     def evaluate_and_draw() -> dict:
+        progress.set_description_str("evaluating")
+        began = time.perf_counter()
         mean_return, episode = evaluate(
             eval_env, agent, episodes=cfg.eval.episodes, max_steps=cfg.eval.max_steps
         )
         result = {"return": mean_return}
+        counters["eval_return"] = mean_return
         if cfg.eval.video:
             save_episode_video(out / "videos" / f"eval_{counters['frames']}.gif", episode)
-            if len(replay) >= cfg.replay.seq_len:
-                slice_ = replay.sample().reshape(cfg.replay.batch_size, -1)[0].to(device)
+            # Before the first update the prediction is the untrained decoder's noise.
+            if sampleable and int(learner.updates) > 0:
+                slice_ = replay.sample(batch_size=cfg.replay.seq_len).reshape(1, -1)[0].to(device)
                 strip = openloop_strip(agent, slice_, context=cfg.eval.openloop_context)
                 if strip is not None:
                     save_strip(out / "pictures" / f"openloop_{counters['frames']}.png", strip)
         log_scalars(result, "eval")
+        log.info("Evaluated at %d frames in %.1f s: return %.2f.",
+                 counters["frames"], time.perf_counter() - began, mean_return)
+        progress.set_description_str("")
         return result
 
     def checkpoint() -> None:
-        checkpointer.save(
+        progress.set_description_str("checkpointing")
+        began = time.perf_counter()
+        # A resumed collector numbers trajectories from 0 again: it continues past these.
+        saved_counters = dict(counters, traj_offset=counters["traj_max"] + 1)
+        path = checkpointer.save(
             {
                 "agent": agent.state_dict(),
                 "learner": learner.state_dict(),
-                "counters": dict(counters),
+                "counters": saved_counters,
                 "rng": torch.get_rng_state(),
                 "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
             },
             replay if cfg.checkpoint.replay else None,
         )
+        log.info("Checkpoint %s at %d frames in %.1f s.",
+                 path.name, counters["frames"], time.perf_counter() - began)
+        progress.set_description_str("")
 
     progress = tqdm.tqdm(total=total, initial=counters["frames"], unit="frames", dynamic_ncols=True)
-    for data in collector:
-        data = data.select(*replay_keys(observation_keys), strict=False)
-        data[TRAJ_KEY] = data[TRAJ_KEY] + counters["traj_offset"]
-        replay.extend(data)
-        frames = data.numel()
-        counters["frames"] += frames
-        counters["traj_max"] = int(data[TRAJ_KEY].max())
-        progress.update(frames)
+    with GracefulStop() as stop:
+        for data in collector:
+            data = data.select(*replay_keys(observation_keys), strict=False)
+            data[TRAJ_KEY] = data[TRAJ_KEY] + counters["traj_offset"]
+            replay.extend(data)
+            if counters["frames"] == start_frames and cfg.replay.storage == "memmap":
+                room = sum(v.numel() * v.element_size() for v in
+                           replay._storage._storage.values(True, True))
+                check_free_space(out, room, f"the replay memmap (replay.capacity={cfg.replay.capacity})")
+            frames = data.numel()
+            counters["frames"] += frames
+            counters["traj_max"] = int(data[TRAJ_KEY].max())
+            progress.update(frames)
 
-        # Training episode returns (per env), logged as they finish.
-        rewards = data["next", "reward"].reshape(cfg.collector.num_envs, -1)
-        dones = data["next", "done"].reshape(cfg.collector.num_envs, -1)
-        for env_index in range(cfg.collector.num_envs):
-            for reward, done in zip(rewards[env_index], dones[env_index]):
-                episode_return[env_index] += reward
-                if done:
-                    log_scalars({"episode_return": episode_return[env_index]}, "train")
-                    episode_return[env_index] = 0
+            # Training episode returns (per env), logged as they finish.
+            rewards = data["next", "reward"].reshape(cfg.collector.num_envs, -1)
+            dones = data["next", "done"].reshape(cfg.collector.num_envs, -1)
+            for env_index in range(cfg.collector.num_envs):
+                for reward, done in zip(rewards[env_index], dones[env_index]):
+                    episode_return[env_index] += reward
+                    if done:
+                        log_scalars({"episode_return": episode_return[env_index]}, "train")
+                        episode_return[env_index] = 0
 
-        if counters["frames"] >= cfg.collector.init_random_frames:
-            counters["pending_updates"] += frames * cfg.collector.train_ratio / replayed_per_update
-            while counters["pending_updates"] >= 1:
-                batch = replay.sample().reshape(cfg.replay.batch_size, cfg.replay.seq_len)
-                metrics = learner.update(batch.to(device))
-                counters["pending_updates"] -= 1
-                if temperature is not None:
-                    agent.world_model.rssm.temperature = temperature(int(learner.updates))
-                if int(learner.updates) % cfg.logger.log_every == 0:
-                    log_scalars(metrics, "train")
-            collector.update_policy_weights_()
-        fps = (counters["frames"] - start_frames) / (time.perf_counter() - start)
-        progress.set_postfix(
-            fps=f"{fps:.1f}",
-            updates=int(learner.updates),
-            reco=f"{float(metrics.get('loss_reco', float('nan'))):.1f}",
-            kl=f"{float(metrics.get('kl_obs', float('nan'))):.2f}",
-            read=f"{float(metrics.get('boundary_rate', float('nan'))):.2f}",
-            ret=f"{eval_metrics.get('return', float('nan')):.1f}",
-        )
-        if counters["frames"] >= next_eval:
+            if counters["frames"] >= cfg.collector.init_random_frames:
+                counters["pending_updates"] += frames * cfg.collector.train_ratio / replayed_per_update
+                if not sampleable:
+                    sampleable = longest_trajectory(replay) >= cfg.replay.seq_len
+                    if not sampleable:
+                        log.warning("No stored episode has replay.seq_len=%d steps yet: "
+                                    "updates wait for one.", cfg.replay.seq_len)
+                while sampleable and counters["pending_updates"] >= 1 and not stop:
+                    batch = replay.sample().reshape(cfg.replay.batch_size, cfg.replay.seq_len)
+                    metrics = learner.update(batch.to(device))
+                    counters["pending_updates"] -= 1
+                    if temperature is not None:
+                        agent.world_model.rssm.temperature = temperature(int(learner.updates))
+                    if int(learner.updates) % cfg.logger.log_every == 0:
+                        log_scalars(metrics, "train")
+                collector.update_policy_weights_()
+            fps = (counters["frames"] - start_frames) / (time.perf_counter() - start)
+            progress.set_postfix(
+                fps=f"{fps:.1f}",
+                updates=int(learner.updates),
+                reco=f"{float(metrics.get('loss_reco', float('nan'))):.1f}",
+                kl=f"{float(metrics.get('kl_obs', float('nan'))):.2f}",
+                read=f"{float(metrics.get('boundary_rate', float('nan'))):.2f}",
+                ret=f"{eval_metrics.get('return', float('nan')):.1f}",
+            )
+            if stop:
+                log.warning("Stopping at %d frames on request.", counters["frames"])
+                break
+            if counters["frames"] >= next_eval:
+                eval_metrics = evaluate_and_draw()
+                evaluated_at = counters["frames"]
+                next_eval += cfg.eval.every_frames
+            if counters["frames"] >= total:
+                break
+            if counters["frames"] >= next_ckpt:
+                checkpoint()
+                next_ckpt += cfg.checkpoint.every_frames
+        collector.shutdown()
+        if not stop and evaluated_at != counters["frames"]:
             eval_metrics = evaluate_and_draw()
-            evaluated_at = counters["frames"]
-            next_eval += cfg.eval.every_frames
-        if counters["frames"] >= next_ckpt:
-            counters["traj_offset"] = counters["traj_max"] + 1
-            checkpoint()
-            next_ckpt += cfg.checkpoint.every_frames
-        if counters["frames"] >= total:
-            break
-    collector.shutdown()
-    progress.close()
-    if evaluated_at != counters["frames"]:
-        eval_metrics = evaluate_and_draw()
-    counters["traj_offset"] = counters.get("traj_max", -1) + 1
-    checkpoint()
+        checkpoint()
+        progress.close()
+    eval_env.close()
+    videos = out / "logs" / "vta_dreamer" / "videos"
+    if videos.is_dir() and not any(videos.iterdir()):
+        videos.rmdir()  # the CSV logger's, unused
+    lock.close()
     log.info("Done: %d frames, %d updates, eval return %.2f; outputs in %s",
-             counters["frames"], int(learner.updates), eval_metrics["return"], out)
+             counters["frames"], int(learner.updates),
+             eval_metrics.get("return", float("nan")), out)
     return {"frames": counters["frames"], "updates": int(learner.updates), **eval_metrics}
+
+
+def changed_keys(cfg: DictConfig) -> list[str]:
+    """Config keys the command line sets (the composed config vs. one without overrides)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = HydraConfig.get().overrides.task
+    kept = [o for o in overrides if o.split("=")[0].lstrip("+~") in ("resume", "output_dir")]
+    baseline = flatten_config(OmegaConf.to_container(compose("vta_dreamer", overrides=kept)))
+    given = flatten_config(OmegaConf.to_container(cfg))
+    return sorted(k for k in set(given) | set(baseline) if given.get(k) != baseline.get(k))
 
 
 @hydra.main(config_path="../configs", config_name="vta_dreamer", version_base=None)
 def main(cfg: DictConfig) -> None:
-    train(OmegaConf.to_object(cfg))
+    from hydra.core.hydra_config import HydraConfig
+
+    changed = changed_keys(cfg) if cfg.resume else None
+    config = OmegaConf.to_object(cfg)
+    config.output_dir = config.output_dir or HydraConfig.get().runtime.output_dir
+    train(config, changed)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ def test_commands(name, tmp_path):
     output = run_command(commands[name], run_dir)
     assert "Done: 80 frames" in output
 
-    checkpoint = torch.load(run_dir / "checkpoint" / "checkpoint.pt", weights_only=False)
+    from torchrl_vta.checkpoint import Checkpointer
+
+    checkpoint = Checkpointer(run_dir / "checkpoints").load()
     assert checkpoint["counters"]["frames"] == 80
     assert int(checkpoint["learner"]["updates"]) > 0
     assert (run_dir / "videos" / "eval_80.gif").stat().st_size > 0

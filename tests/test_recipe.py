@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
-from torchrl_vta.recipe import Checkpointer, make_logger, make_replay_buffer
+from torchrl_vta.checkpoint import Checkpointer
+from torchrl_vta.recipe import make_logger, make_replay_buffer
 from torchrl_vta.viz import plot_learning_curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +54,12 @@ def test_train_checkpoint_and_resume(tmp_path, env_overrides):
     overrides = [*env_overrides, "model=tiny", f"output_dir={run}", "collector.total_frames=160"]
     first = script.train(config(*overrides))
     assert first["frames"] == 160 and first["updates"] > 0
-    assert (run / "checkpoint" / "checkpoint.pt").exists()
+    assert (run / "checkpoints" / "LATEST").exists()
     assert list((run / "videos").glob("eval_*.gif"))
     assert list((run / "pictures").glob("openloop_*.png"))
     assert scalars(run, "train/loss_reco") and scalars(run, "eval/return")
 
-    state = Checkpointer(run / "checkpoint").load()
+    state = Checkpointer(run / "checkpoints").load()
     assert state["counters"]["frames"] == 160
 
     second = script.train(config(*overrides[:-1], "collector.total_frames=200", "resume=true"))
@@ -69,7 +70,7 @@ def test_train_checkpoint_and_resume(tmp_path, env_overrides):
     curves = plot_learning_curves({"run": run}, tmp_path / "curves.png")
     assert curves.stat().st_size > 0
     # The replay came back with the checkpoint: 160 restored + 40 new steps.
-    resumed = Checkpointer(run / "checkpoint")
+    resumed = Checkpointer(run / "checkpoints")
     buffer = make_replay_buffer(config(*overrides), tmp_path / "scratch")
     resumed.load(buffer)
     assert len(buffer) == 200
@@ -138,7 +139,7 @@ def test_bad_config_fails_fast_with_a_clear_message(overrides, message, tmp_path
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     # Nothing was trained: no checkpoint was written.
-    assert not (tmp_path / "checkpoint").exists()
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_config_validation_names_the_key():

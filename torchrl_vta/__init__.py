@@ -5,7 +5,8 @@ or lives in a submodule for advanced use.
 """
 
 from torchrl_vta.agent import Agent, Learner
-from torchrl_vta.config import RecipeConfig
+from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_space
+from torchrl_vta.config import RecipeConfig, flatten_config, resume_config
 from torchrl_vta.envs import AudioInjection, generate_dataset, load_or_generate, make_env, register_env
 from torchrl_vta.metrics import (
     boundary_auc,
@@ -45,8 +46,9 @@ from torchrl_vta.modules.original import (
 )
 from torchrl_vta.recipe import (
     TRAJ_KEY,
-    Checkpointer,
+    configure_threads,
     evaluate,
+    longest_trajectory,
     make_agent,
     make_collector,
     make_env_factory,
@@ -60,6 +62,9 @@ from torchrl_vta.recipe import (
     save_strip,
     select_device,
 )
+from torchrl_vta.guard import NonFiniteUpdateError
+from torchrl_vta.rundir import claim_run_dir
+from torchrl_vta.signals import GracefulStop
 from torchrl_vta.objectives import (
     ImaginationActorLoss,
     OriginalVTALoss,
@@ -77,6 +82,15 @@ __all__ = [
     "TRAJ_KEY",
     "Agent",
     "Checkpointer",
+    "CheckpointError",
+    "check_free_space",
+    "flatten_config",
+    "longest_trajectory",
+    "GracefulStop",
+    "NonFiniteUpdateError",
+    "claim_run_dir",
+    "configure_threads",
+    "resume_config",
     "evaluate",
     "make_agent",
     "make_collector",

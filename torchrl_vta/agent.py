@@ -11,6 +11,7 @@ from torch import nn
 from torchrl.envs import EnvBase, TensorDictPrimer
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
+from torchrl_vta.guard import NonFiniteGuard
 from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.encoders import make_encoder_module
 from torchrl_vta.modules.rssm import HierarchicalStateEstimator, PreviousActionWriter
@@ -125,6 +126,14 @@ class Learner(nn.Module):
     ``compile_mode="reduce-overhead"`` adds CUDA graphs on a GPU);
     ``autocast="bf16"`` runs the loss forwards under bfloat16 autocast.
 
+    Each part steps only if its loss and gradient norm are finite
+    (:class:`~torchrl_vta.guard.NonFiniteGuard`): a non-finite part is skipped with
+    no parameter, optimiser-state or buffer change, counted (``skipped_model`` /
+    ``skipped_actor`` / ``skipped_critic`` metrics) and logged; after
+    ``max_skipped_updates`` consecutive updates with a skipped part, ``update``
+    raises :class:`~torchrl_vta.guard.NonFiniteUpdateError`. ``updates`` counts
+    the updates in which at least one part stepped.
+
     Examples:
         >>> import torch
         >>> from torchrl_vta.envs import make_env
@@ -159,6 +168,7 @@ class Learner(nn.Module):
         compile: bool = False,
         compile_mode: str | None = None,
         autocast: str | None = None,
+        max_skipped_updates: int = 10,
     ):
         super().__init__()
         if autocast not in AUTOCAST:
@@ -192,6 +202,7 @@ class Learner(nn.Module):
             self._optimizer(optimizer, agent.value_model.parameters(), critic_lr, 1e-5),
         ]
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.guard = NonFiniteGuard(["model", "actor", "critic"], max_consecutive=max_skipped_updates)
         self.autocast = autocast
         if compile:
             agent.world_model.rssm.compile_steps(mode=compile_mode)
@@ -206,28 +217,44 @@ class Learner(nn.Module):
             return torch.optim.Adam(parameters, lr=lr, eps=eps)
         return DreamerV3Optimizer(parameters, lr=lr)
 
+    def _step(self, part, optimizer, loss, parameters, clip, restore) -> torch.Tensor:
+        """Backward, clip, and step ``optimizer`` only if ``loss`` and the gradient norm are finite."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = _clip(parameters, clip)
+        if self.guard.finite(part, loss, grad_norm):
+            optimizer.step()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            restore()
+        return grad_norm
+
     def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         """One step on every part; ``batch`` is ``[B, T]`` replay data."""
         model_opt, actor_opt, critic_opt = self.optimizers
         model_clip, actor_clip, critic_clip = self.clips
         metrics: dict[str, torch.Tensor] = {}
+        skipped_before = self.guard.skipped.clone()
 
+        restore = self.guard.snapshot_buffers(self.world_model_loss)
         with self._autocast():
             model_losses = self.world_model_loss(batch)
-        model_opt.zero_grad(set_to_none=True)
-        WorldModelLoss.total(model_losses).backward()
-        metrics["grad_norm_model"] = _clip(self.agent.world_model.parameters(), model_clip)
-        model_opt.step()
+        metrics["grad_norm_model"] = self._step(
+            "model", model_opt, WorldModelLoss.total(model_losses),
+            self.agent.world_model.parameters(), model_clip, restore,
+        )
         metrics.update(model_losses.items())
 
+        restore = self.guard.snapshot_buffers(self.actor_loss)
         with self._autocast():
             actor_losses, imagined = self.actor_loss(batch)
-        actor_opt.zero_grad(set_to_none=True)
-        actor_losses["loss_actor"].backward()
-        metrics["grad_norm_actor"] = _clip(self.agent.actor.parameters(), actor_clip)
-        actor_opt.step()
+        metrics["grad_norm_actor"] = self._step(
+            "actor", actor_opt, actor_losses["loss_actor"], self.agent.actor.parameters(),
+            actor_clip, restore,
+        )
         metrics.update(actor_losses.items())
 
+        restore = self.guard.snapshot_buffers(self.value_loss)
         with self._autocast():
             value_losses, _ = self.value_loss(imagined)
         critic_loss = value_losses["loss_value"]
@@ -238,13 +265,19 @@ class Learner(nn.Module):
             )["loss_replay_value"]
             critic_loss = critic_loss + self.replay_value_scale * replay_loss
             metrics["loss_replay_value"] = replay_loss
-        critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        metrics["grad_norm_critic"] = _clip(self.agent.value_model.parameters(), critic_clip)
-        critic_opt.step()
-        self.target_updater.step()
+        metrics["grad_norm_critic"] = self._step(
+            "critic", critic_opt, critic_loss, self.agent.value_model.parameters(),
+            critic_clip, restore,
+        )
+        skipped = self.guard.skipped - skipped_before
+        if not skipped[2]:
+            self.target_updater.step()
         metrics["loss_value"] = value_losses["loss_value"]
-        self.updates += 1
+        for part, count in zip(self.guard.parts, skipped):
+            metrics[f"skipped_{part}"] = count.float()
+        if not bool(skipped.all()):
+            self.updates += 1
+        self.guard.end_update()
         return {key: value.detach() for key, value in metrics.items()}
 
     def state_dict(self, *args, **kwargs):

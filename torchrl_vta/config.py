@@ -7,8 +7,10 @@ Hydra config, so a misspelled key or a value of the wrong type fails at start-up
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 __all__ = [
     "CheckpointConfig",
@@ -21,7 +23,17 @@ __all__ = [
     "OptimConfig",
     "RecipeConfig",
     "ReplayConfig",
+    "SAFE_ON_RESUME",
+    "flatten_config",
+    "resume_config",
 ]
+
+log = logging.getLogger(__name__)
+
+#: Keys a resumed run may change (a trailing ``.`` means the whole section).
+SAFE_ON_RESUME = ("collector.total_frames", "logger.", "eval.", "checkpoint.every_frames",
+                  "device", "threads", "compile", "compile_mode", "resume", "output_dir",
+                  "overwrite")
 
 LOGGER_BACKENDS = ("csv", "wandb", "tensorboard", "none")
 STORAGES = ("memmap", "memory")
@@ -77,6 +89,8 @@ class OptimConfig:
     model_clip: float = 1000.0
     actor_clip: float = 100.0
     critic_clip: float = 100.0
+    #: Stop with an error after this many consecutive updates with a non-finite part.
+    max_skipped_updates: int = 10
 
 
 @dataclass
@@ -160,6 +174,10 @@ class RecipeConfig:
     autocast: Optional[str] = None
     output_dir: Optional[str] = None
     resume: bool = False
+    #: Start over in a non-empty output_dir, deleting the previous run's outputs.
+    overwrite: bool = False
+    #: torch intra-op threads; 0 = auto (half the usable cores, 1 to 8).
+    threads: int = 0
 
     def validate(self) -> "RecipeConfig":
         """Check ranges and choices; raise ``ValueError`` naming the key and the fix."""
@@ -176,8 +194,10 @@ class RecipeConfig:
                 raise ValueError(f"{name}={value!r} is not one of {sorted(choices)}.")
 
         one_of("env.name", self.env.name, registered_envs())
+        self._check_env_options()
         one_of("model.preset", self.model.preset, PRESETS)
         one_of("model.levels", self.model.levels, (1, 2))
+        self._check_model_options()
         one_of("optim.kind", self.optim.kind, OPTIMIZERS)
         one_of("replay.storage", self.replay.storage, STORAGES)
         one_of("logger.backend", self.logger.backend, LOGGER_BACKENDS)
@@ -191,15 +211,28 @@ class RecipeConfig:
         for name in ("replay.batch_size", "replay.seq_len", "collector.frames_per_batch",
                      "collector.num_envs", "loss.horizon", "eval.episodes", "eval.max_steps",
                      "eval.every_frames", "checkpoint.every_frames", "logger.log_every",
-                     "collector.total_frames"):
+                     "collector.total_frames", "optim.max_skipped_updates"):
             section, key = name.split(".")
             at_least(name, getattr(getattr(self, section), key), 1)
         at_least("collector.init_random_frames", self.collector.init_random_frames, 0)
-        at_least("collector.train_ratio", self.collector.train_ratio, 0)
+        at_least("threads", self.threads, 0)
+        if not self.collector.train_ratio > 0:
+            raise ValueError(
+                f"collector.train_ratio={self.collector.train_ratio} trains nothing: set "
+                "collector.train_ratio > 0 (replayed steps per env step, e.g. 32)."
+            )
+        if self.collector.init_random_frames >= self.collector.total_frames:
+            raise ValueError(
+                f"collector.init_random_frames ({self.collector.init_random_frames}) >= "
+                f"collector.total_frames ({self.collector.total_frames}): the run would end "
+                "before its first update. Lower collector.init_random_frames or raise "
+                "collector.total_frames."
+            )
         at_least("replay.capacity", self.replay.capacity, self.replay.seq_len)
-        for name in ("model_lr", "actor_lr", "critic_lr"):
+        for name in ("model_lr", "actor_lr", "critic_lr", "model_clip", "actor_clip", "critic_clip"):
             if not getattr(self.optim, name) > 0:
-                raise ValueError(f"optim.{name} must be > 0, got {getattr(self.optim, name)}.")
+                raise ValueError(f"optim.{name} must be > 0, got {getattr(self.optim, name)}"
+                                 + (" (a clip of 0 zeroes every gradient)." if "clip" in name else "."))
         if not 0 < self.loss.gamma <= 1:
             raise ValueError(f"loss.gamma must be in (0, 1], got {self.loss.gamma}.")
         if not 0 <= self.loss.lmbda <= 1:
@@ -209,6 +242,197 @@ class RecipeConfig:
                 f"eval.openloop_context ({self.eval.openloop_context}) must be smaller than "
                 f"replay.seq_len ({self.replay.seq_len})."
             )
+        episode = self._episode_length()
+        if episode is not None and episode < self.replay.seq_len:
+            raise ValueError(
+                f"replay.seq_len ({self.replay.seq_len}) is longer than every episode of env "
+                f"{self.env.name!r} ({episode} steps): lower replay.seq_len or raise "
+                "env.options.max_steps."
+            )
+        if self.replay.batch_size * self.replay.seq_len > self.replay.capacity:
+            log.warning("replay.batch_size x replay.seq_len (%d) exceeds replay.capacity (%d): "
+                        "each batch repeats stored steps.",
+                        self.replay.batch_size * self.replay.seq_len, self.replay.capacity)
         if self.resume and not self.output_dir:
             raise ValueError("resume=true needs output_dir=<the run directory to resume>.")
+        if self.resume and self.overwrite:
+            raise ValueError("resume=true and overwrite=true exclude each other: pick one.")
+        if self.device != "auto":
+            from torchrl_vta.recipe import select_device
+
+            select_device(self.device)
         return self
+
+    def _check_env_options(self) -> None:
+        from torchrl_vta.envs.registry import env_options
+
+        defaults = env_options(self.env.name)
+        for key, value in self.env.options.items():
+            default = defaults.get(key)
+            if default is None or value is None:
+                continue
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, (int, float)):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                ok = ok and (isinstance(default, float) or float(value).is_integer())
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise ValueError(
+                    f"env.options.{key}={value!r} ({type(value).__name__}) should be a "
+                    f"{type(default).__name__} like {default!r}."
+                )
+
+    def _check_model_options(self) -> None:
+        import inspect
+
+        from torchrl_vta.modules import ContinueHead, MultiDecoder, MultiEncoder, RewardHead
+        from torchrl_vta.modules.actor import make_actor
+        from torchrl_vta.modules.rssm import HierarchicalRSSM
+        from torchrl_vta.objectives import WorldModelLoss, make_value_model
+
+        def names(*fns) -> set:
+            sets = []
+            for fn in fns:
+                params = inspect.signature(fn).parameters.values()
+                if any(p.kind is p.VAR_KEYWORD for p in params):
+                    return set()  # takes anything
+                sets.append({p.name for p in params} - {"self"})
+            return set.intersection(*sets)
+
+        checks = {
+            "model.encoder": (self.model.encoder, names(MultiEncoder.__init__), {"obs_spec", "device"}),
+            "model.rssm": (self.model.rssm, names(HierarchicalRSSM.__init__),
+                           {"action_dim", "embed_dim", "levels"}),
+            "model.decoder": (self.model.decoder, names(MultiDecoder.from_encoder),
+                              {"encoder", "in_features", "device"}),
+            "model.head": (self.model.head, names(RewardHead.__init__, ContinueHead.__init__),
+                           {"in_features", "device"}),
+            "model.actor": (self.model.actor, names(make_actor), {"action_spec", "feature_dim"}),
+            "model.critic": (self.model.critic, names(make_value_model), {"feature_dim"}),
+            "loss.world_model": (self.loss.world_model, names(WorldModelLoss.__init__),
+                                 {"world_model"}),
+        }
+        for section, (options, valid, reserved) in checks.items():
+            if not valid:
+                continue
+            valid = valid - reserved
+            unknown = sorted(set(options) - valid)
+            if unknown:
+                raise ValueError(
+                    f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+                    f"valid keys of {section}: {', '.join(sorted(valid))}."
+                )
+
+    def _episode_length(self) -> int | None:
+        """Env steps of the longest possible episode, where the options say it."""
+        from torchrl_vta.envs.registry import env_options
+
+        options = {**env_options(self.env.name), **self.env.options}
+        if options.get("max_steps") is not None:
+            return int(options["max_steps"])
+        if self.env.name == "dmc":  # dm_control suite tasks: 1000 control steps
+            return 1000 // int(options.get("action_repeat") or 1)
+        return None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RecipeConfig":
+        """A config from nested plain values (e.g. the one saved in a checkpoint).
+
+        Examples:
+            >>> RecipeConfig.from_dict({"seed": 3, "replay": {"batch_size": 4}}).replay.batch_size
+            4
+        """
+        cfg = cls()
+        for key, value in values.items():
+            current = getattr(cfg, key, dataclasses.MISSING)
+            if current is dataclasses.MISSING:
+                log.warning("Ignoring unknown config key %r.", key)
+            elif dataclasses.is_dataclass(current):
+                for sub, sub_value in value.items():
+                    if hasattr(current, sub):
+                        setattr(current, sub, sub_value)
+                    else:
+                        log.warning("Ignoring unknown config key %r.", f"{key}.{sub}")
+            else:
+                setattr(cfg, key, value)
+        return cfg
+
+
+def flatten_config(cfg) -> dict[str, Any]:
+    """Dotted leaf keys of a config (a dataclass or nested dicts).
+
+    Examples:
+        >>> flatten_config({"env": {"name": "dmc", "options": {"task": "x"}}, "seed": 0})
+        {'env.name': 'dmc', 'env.options.task': 'x', 'seed': 0}
+    """
+    if dataclasses.is_dataclass(cfg):
+        cfg = dataclasses.asdict(cfg)
+    flat: dict[str, Any] = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(cfg, "")
+    return flat
+
+
+def _safe_on_resume(key: str) -> bool:
+    return any(key == safe or (safe.endswith(".") and key.startswith(safe)) for safe in SAFE_ON_RESUME)
+
+
+def resume_config(saved: dict[str, Any], requested: RecipeConfig,
+                  changed: Iterable[str] | None = None) -> RecipeConfig:
+    """The config of a resumed run: the run's ``saved`` config plus the safe changes.
+
+    ``changed`` are the keys the user set for this launch (``None``: every key of
+    ``requested`` that differs from ``saved``). A changed key outside
+    :data:`SAFE_ON_RESUME` whose value differs from the saved one raises
+    ``ValueError`` naming it.
+
+    Examples:
+        >>> saved = dataclasses.asdict(RecipeConfig())
+        >>> requested = RecipeConfig(resume=True, output_dir="run")
+        >>> requested.collector.total_frames = 5
+        >>> resume_config(saved, requested).collector.total_frames
+        5
+        >>> requested.replay.seq_len = 7
+        >>> resume_config(saved, requested)
+        Traceback (most recent call last):
+        ...
+        ValueError: resume=true continues a run with its saved config; ...replay.seq_len (64 in the run, 7 given)...
+    """
+    saved_flat, wanted = flatten_config(saved), flatten_config(requested)
+    keys = set(changed) if changed is not None else set(wanted)
+    conflicts, applied = [], {}
+    for key in sorted(keys):
+        if key not in wanted:
+            continue
+        if key in saved_flat and wanted[key] == saved_flat[key]:
+            continue
+        if _safe_on_resume(key):
+            applied[key] = wanted[key]
+        elif key in saved_flat or wanted[key] not in (None, {}):
+            conflicts.append(f"{key} ({saved_flat.get(key, '<unset>')!r} in the run, {wanted[key]!r} given)")
+    if conflicts:
+        raise ValueError(
+            "resume=true continues a run with its saved config; these keys cannot change on "
+            f"resume: {', '.join(conflicts)}. Drop them from the command line (the saved "
+            "values are used), or start a new run in another output_dir. Keys that may "
+            f"change: {', '.join(k + '*' if k.endswith('.') else k for k in SAFE_ON_RESUME)}."
+        )
+    merged = dataclasses.asdict(RecipeConfig.from_dict(saved))
+    for key, value in applied.items():
+        node = merged
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    for key in ("resume", "output_dir", "overwrite"):
+        merged[key] = getattr(requested, key)
+    return RecipeConfig.from_dict(merged)

@@ -1,0 +1,459 @@
+"""Crash-safe checkpoints: one generation directory per checkpoint, published atomically.
+
+Layout of a checkpoint directory (``<output_dir>/checkpoints``)::
+
+    LATEST              name of the published generation ("gen_000012"), replaced atomically
+    gen_000011/         the previous complete generation (kept until the next one is published)
+    gen_000012/
+      state.pt          agent, learner (optimisers...), counters, RNG, config (tensors and plain
+                        containers only: loaded with ``torch.load(weights_only=True)``)
+      replay.pt         the replay's length, write cursor and keys
+      replay_NNN.pt     the *filled* part of one replay key each (a copy, never the whole capacity)
+      manifest.json     generation id, and the size and SHA-256 of every file (written last)
+    gen_000013.partial/ a generation being written (ignored by ``load``, removed by ``save``)
+
+``save`` writes a new generation under a ``.partial`` name (each file fsynced), renames
+it, then replaces ``LATEST`` (write, fsync, ``os.replace``), and only then removes older
+generations. A kill at any point leaves the previous generation intact and published.
+``load`` verifies sizes, checksums and generation ids, and falls back to the next
+complete generation with a logged warning; if none is usable it raises
+:class:`CheckpointError` naming every file and what is wrong with it.
+
+Testing hook: ``TORCHRL_VTA_CHECKPOINT_PAUSE=<phase>[@<n>]`` makes the ``n``-th save of
+the process (default the first) write ``<directory>/PAUSED_<phase>`` and sleep at that
+phase, so a test can ``kill -9`` it there. Phases, in order: :data:`PHASES`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+
+__all__ = [
+    "PHASES",
+    "CheckpointError",
+    "Checkpointer",
+    "InsufficientDiskSpaceError",
+    "NonFiniteStateError",
+    "check_free_space",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+POINTER = "LATEST"
+STATE_FILE, REPLAY_FILE, MANIFEST_FILE = "state.pt", "replay.pt", "manifest.json"
+_GEN = re.compile(r"^gen_(\d{6,})$")
+_GEN_ANY = re.compile(r"^gen_(\d{6,})(\.partial)?$")
+
+#: Where a save can be interrupted (see the module docstring's testing hook).
+PHASES = ("begin", "replay", "state", "manifest", "rename", "pointer", "prune")
+_PAUSE_ENV = "TORCHRL_VTA_CHECKPOINT_PAUSE"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint: each candidate is named with what is wrong.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> directory = pathlib.Path(tempfile.mkdtemp())
+        >>> (directory / "gen_000001").mkdir()
+        >>> Checkpointer(directory).load()
+        Traceback (most recent call last):
+        ...
+        torchrl_vta.checkpoint.CheckpointError: no usable checkpoint in ...
+    """
+
+
+class InsufficientDiskSpaceError(OSError):
+    """Not enough free disk space for a checkpoint (or the replay memmap)."""
+
+
+class NonFiniteStateError(ValueError):
+    """A state to be checkpointed holds NaN/inf values."""
+
+
+def check_free_space(directory: str | Path, needed: int, what: str = "the checkpoint") -> None:
+    """Raise :class:`InsufficientDiskSpaceError` if ``directory``'s disk has < ``needed`` bytes free.
+
+    Examples:
+        >>> import tempfile
+        >>> check_free_space(tempfile.gettempdir(), 1)
+        >>> check_free_space(tempfile.gettempdir(), 10**18)
+        Traceback (most recent call last):
+        ...
+        torchrl_vta.checkpoint.InsufficientDiskSpaceError: ...
+    """
+    directory = Path(directory)
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise InsufficientDiskSpaceError(
+            errno.ENOSPC,
+            f"not enough disk space for {what} in {directory}: {needed:,} bytes needed, "
+            f"{free:,} free. Free some space (older runs, other files) or point output_dir "
+            "to a larger disk, then resume (resume=true output_dir=<run dir>).",
+        )
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 64
+
+
+def _check_finite(obj, path: str = "") -> None:
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+            raise NonFiniteStateError(
+                f"refusing to checkpoint non-finite values in {path or 'the state'}; "
+                "the previous checkpoint is kept."
+            )
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_finite(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            _check_finite(value, f"{path}[{index}]")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, write) -> None:
+    with open(path, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# ---------------------------------------------------------------- replay (filled part only)
+def replay_state(buffer) -> dict[str, Any]:
+    """The filled part of ``buffer``'s storage and its cursors, as plain tensors.
+
+    Examples:
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(100))
+        >>> _ = buffer.extend(TensorDict({"x": torch.arange(5.)}, [5]))
+        >>> replay_state(buffer)["data"]["x"].shape
+        torch.Size([5])
+    """
+    storage = buffer._storage
+    state: dict[str, Any] = {"len": len(storage), "writer": dict(buffer._writer.state_dict())}
+    if len(storage) == 0 or not storage.initialized:
+        state["data"] = None
+        return state
+    filled = storage._storage[: storage._len_along_dim0]
+    state["batch_size"] = list(filled.batch_size)
+    state["data"] = {
+        key: value.as_subclass(torch.Tensor)
+        for key, value in filled.flatten_keys("/").items(include_nested=True, leaves_only=True)
+    }
+    cursor = storage._last_cursor_index
+    state["last_cursor"] = cursor if cursor is None or isinstance(cursor, torch.Tensor) else int(cursor)
+    return state
+
+
+def load_replay_state(buffer, state: dict[str, Any]) -> None:
+    """Write a :func:`replay_state` back into an empty ``buffer`` (same storage kind and capacity).
+
+    Examples:
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> source = TensorDictReplayBuffer(storage=LazyTensorStorage(100))
+        >>> _ = source.extend(TensorDict({"x": torch.arange(5.)}, [5]))
+        >>> target = TensorDictReplayBuffer(storage=LazyTensorStorage(100))
+        >>> load_replay_state(target, replay_state(source))
+        >>> len(target), target._writer._cursor
+        (5, 5)
+    """
+    if state["data"] is None:
+        return
+    storage = buffer._storage
+    filled = TensorDict(state["data"], batch_size=state["batch_size"]).unflatten_keys("/")
+    if filled.shape[0] > storage.max_size:
+        raise CheckpointError(
+            f"the checkpoint's replay holds {filled.shape[0]} steps but replay.capacity is "
+            f"{storage.max_size}: resume with the run's replay.capacity."
+        )
+    storage.set(slice(0, filled.shape[0]), filled)
+    storage._len = int(state["len"])
+    if state.get("last_cursor") is not None:
+        storage._set_last_cursor(state["last_cursor"])
+    buffer._writer.load_state_dict(state["writer"])
+
+
+# ---------------------------------------------------------------- the checkpointer
+class Checkpointer:
+    """Crash-safe checkpoints in ``directory``: state (agent, learner, counters...) plus replay.
+
+    ``save(state, replay)`` writes a new generation and publishes it atomically;
+    ``load(replay)`` returns the newest verified state (restoring the replay into
+    the given buffer) or ``None`` when there is no checkpoint yet. ``keep`` complete
+    generations are kept (at least 2: the new one and the one it replaces).
+
+    Examples:
+        >>> import tempfile
+        >>> ckpt = Checkpointer(tempfile.mkdtemp())
+        >>> ckpt.save({"frames": 10}).name
+        'gen_000001'
+        >>> ckpt.save({"frames": 20}).name
+        'gen_000002'
+        >>> ckpt.load()["frames"]
+        20
+    """
+
+    def __init__(self, directory: str | Path, *, keep: int = 2):
+        if keep < 2:
+            raise ValueError(f"keep must be >= 2 (the new generation and the previous), got {keep}.")
+        self.directory = Path(directory)
+        self.keep = keep
+        self.path: Path | None = None  # the generation last loaded or saved
+        self._saves = 0
+
+    # -- layout
+    @property
+    def pointer(self) -> Path:
+        return self.directory / POINTER
+
+    def generations(self) -> list[Path]:
+        """Complete generation directories (with a manifest), newest first."""
+        if not self.directory.is_dir():
+            return []
+        found = [p for p in self.directory.iterdir() if _GEN.match(p.name) and p.is_dir()]
+        return sorted(found, key=lambda p: int(_GEN.match(p.name).group(1)), reverse=True)
+
+    def published(self) -> Path | None:
+        """The generation ``LATEST`` points to (``None`` if there is no readable pointer)."""
+        try:
+            name = self.pointer.read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return self.directory / name if _GEN.match(name) else None
+
+    def _next_id(self) -> int:
+        ids = [int(m.group(1)) for p in (self.directory.iterdir() if self.directory.is_dir() else [])
+               if (m := _GEN_ANY.match(p.name))]
+        return max(ids, default=0) + 1
+
+    def _pause(self, phase: str) -> None:
+        spec = os.environ.get(_PAUSE_ENV)
+        if not spec:
+            return
+        name, _, nth = spec.partition("@")
+        if name == phase and self._saves == int(nth or 1):
+            (self.directory / f"PAUSED_{phase}").write_text(str(os.getpid()))
+            log.warning("%s=%s: pausing the checkpoint write at phase %r.", _PAUSE_ENV, spec, phase)
+            while True:
+                time.sleep(60)
+
+    # -- save
+    def save(self, state: dict, replay_buffer=None) -> Path:
+        """Write ``state`` (and the filled part of ``replay_buffer``) as a new generation."""
+        _check_finite(state)
+        self._saves += 1
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob("gen_*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+        replay = replay_state(replay_buffer) if replay_buffer is not None else None
+        check_free_space(self.directory, int(1.05 * (_nbytes(state) + _nbytes(replay))) + (1 << 20))
+
+        generation = self._next_id()
+        name = f"gen_{generation:06d}"
+        staging = self.directory / f"{name}.partial"
+        final = self.directory / name
+        staging.mkdir()
+        try:
+            self._pause("begin")
+            files = []
+            if replay is not None:
+                # One file per key, each a copy of the filled part only (saving a view
+                # of the memmap would write its whole capacity).
+                data = replay.pop("data") or {}
+                replay["keys"] = list(data)
+                for index, (key, value) in enumerate(data.items()):
+                    name_i = f"replay_{index:03d}.pt"
+                    part = {"key": key, "tensor": value.clone(), "generation": generation}
+                    _write_durably(staging / name_i, lambda h: torch.save(part, h))
+                    files.append(name_i)
+                    del part
+                replay["generation"] = generation
+                _write_durably(staging / REPLAY_FILE, lambda h: torch.save(replay, h))
+                files.append(REPLAY_FILE)
+            self._pause("replay")
+            _write_durably(staging / STATE_FILE,
+                           lambda h: torch.save({**state, "_generation": generation}, h))
+            files.append(STATE_FILE)
+            self._pause("state")
+            manifest = {
+                "format": FORMAT,
+                "generation": generation,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "files": {f: {"bytes": (staging / f).stat().st_size, "sha256": _sha256(staging / f)}
+                          for f in files},
+            }
+            text = json.dumps(manifest, indent=1).encode()
+            _write_durably(staging / MANIFEST_FILE, lambda h: h.write(text))
+            _fsync_dir(staging)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise InsufficientDiskSpaceError(
+                    error.errno,
+                    f"writing a checkpoint in {self.directory} failed: {error.strerror}. "
+                    "The previous checkpoint is kept; free disk space and resume.",
+                ) from error
+            raise
+        self._pause("manifest")
+        os.rename(staging, final)
+        _fsync_dir(self.directory)
+        self._pause("rename")
+        previous = self.path
+        tmp = self.pointer.with_suffix(".tmp")
+        _write_durably(tmp, lambda h: h.write(f"{name}\n".encode()))
+        os.replace(tmp, self.pointer)
+        _fsync_dir(self.directory)
+        self.path = final
+        self._pause("pointer")
+        # Keep the new generation, the one this run continued from, and older complete
+        # ones up to `keep`; generations newer than that base are orphans of a killed run.
+        keep = [final] + ([previous] if previous is not None else [])
+        base_id = int(_GEN.match(previous.name).group(1)) if previous is not None else 0
+        for old in self.generations():
+            if old in keep:
+                continue
+            if len(keep) < self.keep and int(_GEN.match(old.name).group(1)) < base_id:
+                keep.append(old)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        self._pause("prune")
+        return final
+
+    # -- load
+    def verify(self, generation: Path) -> dict:
+        """The manifest of ``generation`` after checking every file; raises ``CheckpointError``."""
+        manifest_path = generation / MANIFEST_FILE
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            files = manifest["files"]
+            gen_id = int(manifest["generation"])
+        except FileNotFoundError:
+            raise CheckpointError(f"{manifest_path} is missing (an incomplete generation).")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{manifest_path} is not a valid manifest ({error!r}).")
+        if gen_id != int(_GEN.match(generation.name).group(1)):
+            raise CheckpointError(f"{manifest_path} belongs to generation {gen_id}, not {generation.name}.")
+        for name, expected in files.items():
+            path = generation / name
+            if not path.is_file():
+                raise CheckpointError(f"{path} is missing.")
+            size = path.stat().st_size
+            if size != expected["bytes"]:
+                raise CheckpointError(
+                    f"{path} has {size} bytes, the manifest says {expected['bytes']} (truncated or replaced)."
+                )
+            if _sha256(path) != expected["sha256"]:
+                raise CheckpointError(f"{path} does not match its checksum in {manifest_path} (corrupt).")
+        return manifest
+
+    def _load_file(self, path: Path, generation: int, mmap: bool = False) -> dict:
+        try:
+            data = torch.load(path, weights_only=True, mmap=mmap, map_location="cpu")
+        except Exception as error:  # unpickling errors of every kind
+            raise CheckpointError(f"{path} cannot be loaded ({type(error).__name__}: {error}).")
+        stamp = data.get("_generation", data.get("generation"))
+        if stamp != generation:
+            raise CheckpointError(f"{path} belongs to generation {stamp}, not {generation}.")
+        return data
+
+    def load_replay(self, replay_buffer) -> None:
+        """Restore the replay of the generation :meth:`load` returned into ``replay_buffer``."""
+        if self.path is None:
+            raise CheckpointError("load_replay: call load() first.")
+        manifest = json.loads((self.path / MANIFEST_FILE).read_text())
+        if REPLAY_FILE not in manifest["files"]:
+            log.warning("Checkpoint %s has no replay (checkpoint.replay=false): the replay "
+                        "starts empty.", self.path)
+            return
+        load_replay_state(replay_buffer, self._load_replay(self.path, int(manifest["generation"])))
+
+    def _load_replay(self, generation: Path, gen_id: int) -> dict:
+        replay = self._load_file(generation / REPLAY_FILE, gen_id)
+        keys = replay.pop("keys", [])
+        replay["data"] = {} if keys else None
+        for index, key in enumerate(keys):
+            part = self._load_file(generation / f"replay_{index:03d}.pt", gen_id, mmap=True)
+            if part.get("key") != key:
+                raise CheckpointError(f"{generation / f'replay_{index:03d}.pt'} holds {part.get('key')!r}, "
+                                      f"not {key!r}.")
+            replay["data"][key] = part["tensor"]
+        return replay
+
+    def load(self, replay_buffer=None) -> dict | None:
+        """The newest verified state, or ``None`` if the directory holds no checkpoint."""
+        candidates = self.generations()
+        published = self.published()
+        if published is not None and published in candidates:
+            candidates.remove(published)
+            candidates.insert(0, published)
+        elif candidates:
+            log.warning("%s: no valid %s pointer; trying the newest complete generation.",
+                        self.directory, POINTER)
+        if not candidates:
+            if self.pointer.exists():
+                raise CheckpointError(
+                    f"{self.pointer} names {self.pointer.read_text().strip()!r} but no generation "
+                    f"directory exists in {self.directory}. Start a fresh run (overwrite=true)."
+                )
+            return None
+        problems = []
+        for generation in candidates:
+            try:
+                manifest = self.verify(generation)
+                gen_id = int(manifest["generation"])
+                state = self._load_file(generation / STATE_FILE, gen_id)
+                if replay_buffer is not None and REPLAY_FILE in manifest["files"]:
+                    load_replay_state(replay_buffer, self._load_replay(generation, gen_id))
+            except CheckpointError as error:
+                problems.append(str(error))
+                log.warning("Checkpoint %s is unusable: %s Trying an older one.", generation, error)
+                continue
+            state.pop("_generation", None)
+            self.path = generation
+            if problems:
+                log.warning("Fell back to checkpoint %s.", generation)
+            return state
+        raise CheckpointError(
+            f"no usable checkpoint in {self.directory}:\n  " + "\n  ".join(problems)
+            + "\nRestore the files from a backup, or start a fresh run in this directory with "
+            "overwrite=true (this deletes the run's outputs)."
+        )
