@@ -150,3 +150,128 @@ def test_config_validation_names_the_key():
     cfg = RecipeConfig(resume=True, output_dir=None)
     with pytest.raises(ValueError, match="resume=true needs output_dir"):
         cfg.validate()
+
+
+# ---------------------------------------------------------------- reliability (issue 14)
+import logging
+
+from torchrl_vta.config import resume_config
+from torchrl_vta.recipe import TRAJ_KEY, configure_threads
+from torchrl_vta.rundir import RunDirectoryError, claim_run_dir
+
+QUICK = ["env=balls", "model=tiny", "collector.frames_per_batch=20", "collector.init_random_frames=40",
+         "collector.train_ratio=4", "checkpoint.every_frames=20", "eval.every_frames=20",
+         "eval.max_steps=5", "threads=1"]
+
+
+def test_run_dir_protection_resume_from_saved_config_and_small_fixes(tmp_path):
+    script = load_script()
+    run = tmp_path / "run"
+    first = script.train(config(*QUICK, f"output_dir={run}", "collector.total_frames=60"))
+    assert first["frames"] == 60
+    # 12: no open-loop picture before the first update (updates start at 40 frames)...
+    assert (run / "videos" / "eval_20.gif").exists() and not (run / "pictures" / "openloop_20.png").exists()
+    assert (run / "pictures" / "openloop_60.png").exists()
+    # ... no empty CSV-logger videos folder; a checkpoint does not split the running episode.
+    assert not (run / "logs" / "vta_dreamer" / "videos").exists()
+    buffer = make_replay_buffer(config(*QUICK, f"output_dir={run}"), tmp_path / "scratch")
+    Checkpointer(run / "checkpoints").load(buffer)
+    assert buffer._storage._storage[:60].get(TRAJ_KEY).unique().numel() == 1  # one 500-step episode
+
+    # 4: a fresh run on it is refused; a second live run is refused by the lock.
+    with pytest.raises(RunDirectoryError, match="already holds a run .*resume=true.*overwrite=true"):
+        script.train(config(*QUICK, f"output_dir={run}"))
+    lock = claim_run_dir(run, resume=True)
+    with pytest.raises(RunDirectoryError, match="in use by another live run"):
+        claim_run_dir(run, resume=True)
+    lock.close()
+
+    # 5: resume from the saved config: only the keys given change (here from the defaults).
+    defaults = config("resume=true", f"output_dir={run}", "collector.total_frames=80")
+    with pytest.raises(ValueError, match=r"replay.seq_len \(8 in the run, 32 given\)"):
+        script.train(defaults, ["collector.total_frames", "replay.seq_len"])
+    second = script.train(defaults, ["collector.total_frames", "output_dir", "resume"])
+    assert second["frames"] == 80 and second["updates"] > first["updates"]
+    # 12: resuming a finished run trains nothing.
+    again = script.train(config("resume=true", f"output_dir={run}"), ["output_dir", "resume"])
+    assert again["frames"] == 80 and again["updates"] == second["updates"]
+
+    # overwrite=true starts over.
+    third = script.train(config(*QUICK, f"output_dir={run}", "collector.total_frames=60", "overwrite=true"))
+    assert third["frames"] == 60
+    assert [int(r[0]) for r in scalars(run, "eval/return")] == [20, 40, 60]
+
+
+def test_resume_config_keeps_the_saved_values():
+    import dataclasses
+
+    saved = dataclasses.asdict(RecipeConfig())
+    saved["model"]["preset"] = "test"
+    requested = RecipeConfig(resume=True, output_dir="x", device="cpu")
+    merged = resume_config(saved, requested, ["device"])  # model.preset not given: kept
+    assert merged.model.preset == "test" and merged.device == "cpu"
+    with pytest.raises(ValueError, match=r"model.preset \('test' in the run, 'cpu' given\)"):
+        resume_config(saved, requested, ["device", "model.preset"])
+    with pytest.raises(ValueError, match="model.preset"):
+        resume_config(saved, requested)  # every differing key counts as given
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("collector.train_ratio", 0, "collector.train_ratio=0 trains nothing"),
+        ("collector.init_random_frames", 10**6, r"collector.init_random_frames \(1000000\) >= collector.total_frames"),
+        ("optim.model_clip", 0, "optim.model_clip must be > 0"),
+        ("device", "cuda", "device=cuda: "),
+        ("env.options", {"task": 123}, r"env.options.task=123 \(int\) should be a str"),
+        ("model.rssm", {"max_seg_lenn": 3}, "unknown key.* model.rssm.max_seg_lenn"),
+        ("loss.world_model", {"kl_dynn": 1}, "unknown key.* loss.world_model.kl_dynn"),
+        ("env.options", {"max_steps": 10}, r"replay.seq_len \(64\) is longer than every episode"),
+        ("threads", -1, "threads must be >= 0"),
+    ],
+)
+def test_settings_that_train_nothing_or_fail_late_are_rejected(key, value, message):
+    if key == "device" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    cfg = RecipeConfig()
+    if key.startswith("env.options"):
+        cfg.env.name = "balls" if "max_steps" in value else "dmc"
+    obj, *path = key.split(".")
+    target = cfg if not path else getattr(cfg, obj)
+    setattr(target, path[-1] if path else obj, value)
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+
+
+def test_config_tree_readme_overrides_threads_and_log_every(caplog):
+    cfg = config("model=tiny", "+model.rssm.limit_mode=off", "output_dir=x")
+    assert cfg.validate().model.rssm["limit_mode"] == "off"
+    assert cfg.logger.log_every == 1  # 12: tiny's value is not overridden by logger/csv.yaml
+    assert config("output_dir=x").threads == 0
+    expected = max(1, min(8, len(__import__("os").sched_getaffinity(0)) // 2))
+    try:
+        assert configure_threads(0) == expected == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(1)
+    cfg = config("model=tiny", "replay.batch_size=100000", "output_dir=x")
+    with caplog.at_level(logging.WARNING):
+        cfg.validate()
+    assert "exceeds replay.capacity" in caplog.text
+    script = load_script()
+    with pytest.raises(ValueError, match="resume=true needs output_dir"):
+        script._default_run_dir(None, True)
+
+
+def test_wandb_offline_needs_no_api_key_and_tensorboard_is_in_all(tmp_path, monkeypatch):
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'tensorboard = ["tensorboard' in text and "plot,tensorboard]" in text
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = RecipeConfig()
+    cfg.logger.backend = "wandb"
+    logger = make_logger(cfg, tmp_path / "logs", "demo")
+    logger.log_scalar("x", 1.0, step=1)
+    import wandb
+
+    wandb.finish()
+    assert type(logger).__name__ == "WandbLogger" and list((tmp_path / "logs").rglob("*.wandb"))
