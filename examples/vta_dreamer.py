@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -168,7 +169,9 @@ def train(cfg: RecipeConfig, changed=None) -> dict:
             save_episode_video(out / "videos" / f"eval_{counters['frames']}.gif", episode)
             # Before the first update the prediction is the untrained decoder's noise.
             if sampleable and int(learner.updates) > 0:
-                slice_ = replay.sample(batch_size=cfg.replay.seq_len).reshape(1, -1)[0].to(device)
+                with warnings.catch_warnings():  # one slice, not the training batch size
+                    warnings.simplefilter("ignore", UserWarning)
+                    slice_ = replay.sample(batch_size=cfg.replay.seq_len).reshape(1, -1)[0].to(device)
                 strip = openloop_strip(agent, slice_, context=cfg.eval.openloop_context)
                 if strip is not None:
                     save_strip(out / "pictures" / f"openloop_{counters['frames']}.png", strip)
