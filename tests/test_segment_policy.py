@@ -1,5 +1,6 @@
 """The segment policy: the one place boundaries are decided, and its surprise criterion."""
 
+import math
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from torch import nn
 from torchrl_vta.modules.boundary import READ, TemperatureSchedule
 from torchrl_vta.modules.original import OriginalVTA
 from torchrl_vta.modules.rssm import HierarchicalRSSM, HierarchicalStateEstimator
-from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy
+from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy, split_surprise
 
 EMBED, ACTION = 6, 2
 KINDS = list(BOUNDARY_KINDS)
@@ -45,9 +46,9 @@ def jump_sequences(batch, steps, *, generator, min_gap=4, max_gap=7):
 
 # ------------------------------------------------------------------ criterion
 def test_surprise_criterion_reads_at_planted_peaks_once_per_plateau():
-    policy = SegmentPolicy(kind="surprise", surprise_init_scale=10.0)
+    policy = SegmentPolicy(kind="surprise", surprise_init_scale=2.5)
     generator = torch.Generator().manual_seed(0)
-    surprise = 0.5 * torch.rand(200, generator=generator)  # baseline below 0.05 of the scale
+    surprise = 0.5 * torch.rand(200, generator=generator)  # baseline below 0.2 of the scale
     peaks = [7, 30, 31, 32, 90, 150]  # 30-32: one plateau
     surprise[peaks] = torch.tensor([6.0, 5.0, 5.2, 4.9, 9.0, 3.0])
     previous = torch.zeros(())
@@ -68,10 +69,31 @@ def test_running_scale_follows_training_sequences_only():
     assert torch.equal(policy.surprise_scale, before)
     rssm.train()
     out, _ = rssm.observe(embed, action)
-    expected = 0.5 * before + 0.5 * torch.quantile(out["obs_surprise"][:, 1:].flatten(), 0.99)
-    torch.testing.assert_close(policy.surprise_scale, expected)
+    first = _histogram(out["obs_surprise"][:, 1:])
+    torch.testing.assert_close(policy.surprise_histogram, first)
+    torch.testing.assert_close(policy.surprise_scale, split_surprise(first))
+    out, _ = rssm.observe(2 * embed, action)
+    mixed = 0.5 * first + 0.5 * _histogram(out["obs_surprise"][:, 1:])
+    torch.testing.assert_close(policy.surprise_histogram, mixed)
+    torch.testing.assert_close(policy.surprise_scale, split_surprise(mixed))
     # The scale is a buffer: it travels with the state dict (checkpoints, acting copies).
     assert "segment_policy.surprise_scale" in rssm.state_dict()
+
+
+def _histogram(surprise):
+    counts = torch.histc(surprise.flatten().log1p(), 128, 0.0, math.log1p(1e4))
+    return counts / counts.sum()
+
+
+def test_split_separates_two_populations_whatever_their_tail():
+    generator = torch.Generator().manual_seed(0)
+    quiet = 2 + torch.rand(900, generator=generator)           # 2-3 nats
+    events = 20 + 10 * torch.rand(100, generator=generator)    # 20-30 nats
+    for tail in (0.0, 1000.0):  # a few huge events must not move the split above the rest
+        values = torch.cat([quiet, events, torch.full((5,), tail)]) if tail else torch.cat(
+            [quiet, events])
+        split = split_surprise(_histogram(values)).item()
+        assert 3.0 <= split <= 20.0, (tail, split)
 
 
 def _train_on_jumps(rssm, steps, generator):
@@ -95,7 +117,7 @@ def test_surprise_kind_reads_exactly_at_planted_jumps():
     the surprise kind then READs exactly there (tolerance 0), causally."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    rssm = tiny_rssm(boundary_kind="surprise", stoch_dim=6, min_std=0.05)
+    rssm = tiny_rssm(boundary_kind="surprise", stoch_dim=6, min_std=0.05, )
     _train_on_jumps(rssm, 250, generator)
     rssm.eval()
     embed, jumps = jump_sequences(32, 24, generator=generator)
@@ -252,7 +274,7 @@ def test_original_posterior_limits_come_from_the_policy():
         (dict(limit_mode="never"), "limit_mode"),
         (dict(max_seg_len=0), "max_seg_len"),
         (dict(surprise_threshold=-1.0), "surprise_threshold"),
-        (dict(surprise_quantile=1.5), "surprise_quantile"),
+        (dict(surprise_momentum=1.5), "surprise_momentum"),
         (dict(surprise_init_scale=0.0), "surprise_init_scale"),
         (dict(temperature=0.0), "temperature"),
     ],

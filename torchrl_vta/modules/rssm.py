@@ -141,8 +141,8 @@ class HierarchicalRSSM(nn.Module):
             ``"both"`` also forces the posterior, ``"off"`` forces nothing
             (the first step and ``is_init`` steps are READ regardless).
             Imagination counts its segments from its own start.
-        surprise_threshold, surprise_prominence, surprise_quantile,
-            surprise_momentum, surprise_init_scale: options of the surprise
+        surprise_threshold, surprise_prominence, surprise_momentum,
+            surprise_init_scale: options of the surprise
             criterion (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
 
     Every boundary decision is made by ``self.segment_policy`` (one
@@ -195,9 +195,8 @@ class HierarchicalRSSM(nn.Module):
         max_seg_len: int | None = None,
         max_seg_num: int | None = None,
         limit_mode: str = "prior",
-        surprise_threshold: float = 0.2,
+        surprise_threshold: float = 1.0,
         surprise_prominence: float = 0.1,
-        surprise_quantile: float = 0.99,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
     ):
@@ -219,7 +218,6 @@ class HierarchicalRSSM(nn.Module):
             temperature=temperature,
             surprise_threshold=surprise_threshold,
             surprise_prominence=surprise_prominence,
-            surprise_quantile=surprise_quantile,
             surprise_momentum=surprise_momentum,
             surprise_init_scale=surprise_init_scale,
         )

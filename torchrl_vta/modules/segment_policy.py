@@ -10,14 +10,18 @@ straight-through sampling, the segment counters, and the criterion a boundary co
 * ``"surprise"``: READ where the observation level's surprise (the KL between its posterior
   and prior computed on the *continued* belief, before deciding) is a causal peak: its value
   divided by a running scale is at least ``surprise_threshold`` and has risen by at least
-  ``surprise_prominence`` since the previous step (SUNTA-style, without look-ahead, so the
-  acting filter decides exactly as the training rollout);
+  ``surprise_prominence`` since the previous step (SUNTA-style peaks, without look-ahead, so
+  the acting filter decides exactly as the training rollout);
 * ``"learned+surprise"``: sampled from the boundary posterior, whose input includes the
   surprise features of :meth:`SegmentPolicy.surprise_features`.
 
-The running scale is a buffer (like BatchNorm's running statistics): it moves towards a high
-quantile of the surprise of each training sequence *after* the sequence was decided, and is
-frozen in eval mode and at acting time. Decisions never carry gradient into the surprise
+The running scale is a buffer (like BatchNorm's running statistics) that splits the surprise
+into "expected" and "event" without labels: an EMA histogram of ``log(1 + surprise)`` over
+training sequences (updated *after* each sequence was decided) and its minimum-error split
+(:func:`split_surprise`), in nats. It adapts to each world's surprise levels, is robust to
+the heavy tail of large events (a high quantile or a running maximum is not: one_ball's
+largest events put the 99th percentile at 4x a typical event), and is frozen in eval mode
+and at acting time. Decisions never carry gradient into the surprise
 (it is computed from detached statistics), so the boundary criterion cannot be trained
 away; dividing by the running scale keeps peaks visible when the overall surprise falls as
 the model improves (the "hierarchical collapse" of SUNTA).
@@ -26,6 +30,7 @@ the model improves (the "hierarchical collapse" of SUNTA).
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import NamedTuple
 
 import torch
@@ -42,7 +47,7 @@ from torchrl_vta.modules.boundary import (
     update_segment_counters,
 )
 
-__all__ = ["BOUNDARY_KINDS", "LIMIT_MODES", "BoundaryDecision", "SegmentPolicy"]
+__all__ = ["BOUNDARY_KINDS", "LIMIT_MODES", "BoundaryDecision", "SegmentPolicy", "split_surprise"]
 
 BOUNDARY_KINDS = ("learned", "surprise", "learned+surprise")
 LIMIT_MODES = ("prior", "both", "off")
@@ -50,6 +55,9 @@ _ROLES = ("posterior", "prior", "imagine")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
 # normalised surprise and its rise since the previous step.
 SURPRISE_FEATURES = 3
+# Histogram of log(1 + surprise) for the Otsu split: 128 bins up to 1e4 nats (~7% apart).
+_BINS = 128
+_LOG_MAX = math.log1p(1e4)
 
 
 class BoundaryDecision(NamedTuple):
@@ -100,16 +108,15 @@ class SegmentPolicy(nn.Module):
             nothing. Structural READs happen regardless.
         temperature: Gumbel-softmax temperature, or a :class:`TemperatureSchedule` that
             :meth:`anneal` follows (the ``schedule`` attribute; it can be set later).
-        surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``.
+        surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``
+            (1.0: at or above the split).
         surprise_prominence: ... and a rise of at least this much (in units of the scale)
             since the previous step, so a plateau of surprise READs once.
-        surprise_quantile: the running scale follows this quantile of each training
-            sequence's non-structural surprises (1.0: the maximum, as SUNTA's running max).
-        surprise_momentum: EMA momentum of the running scale.
+        surprise_momentum: EMA momentum of the surprise histogram.
         surprise_init_scale: the scale before any training sequence (nats).
 
     Examples:
-        >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=10.0)
+        >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=3.0)
         >>> surprise = torch.tensor([0.5, 6.0, 0.4, 0.3])       # nats, one sequence
         >>> previous = torch.zeros(())
         >>> reads = []
@@ -128,9 +135,8 @@ class SegmentPolicy(nn.Module):
         max_seg_num: int | None = None,
         limit_mode: str = "prior",
         temperature: float | TemperatureSchedule = 1.0,
-        surprise_threshold: float = 0.2,
+        surprise_threshold: float = 1.0,
         surprise_prominence: float = 0.1,
-        surprise_quantile: float = 0.99,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
     ):
@@ -145,9 +151,6 @@ class SegmentPolicy(nn.Module):
         self.temperature = self.schedule.initial if self.schedule else temperature
         self.surprise_threshold = _check_fraction("surprise_threshold", surprise_threshold)
         self.surprise_prominence = _check_fraction("surprise_prominence", surprise_prominence)
-        self.surprise_quantile = _check_fraction(
-            "surprise_quantile", surprise_quantile, low=0.0, high=1.0
-        )
         self.surprise_momentum = _check_fraction(
             "surprise_momentum", surprise_momentum, low=0.0, high=1.0
         )
@@ -155,6 +158,7 @@ class SegmentPolicy(nn.Module):
         if init <= 0:
             raise ValueError(f"surprise_init_scale must be > 0, got {surprise_init_scale!r}.")
         self.register_buffer("surprise_scale", torch.tensor(init))
+        self.register_buffer("surprise_histogram", torch.zeros(_BINS))
 
     # ------------------------------------------------------------ options
     @property
@@ -482,29 +486,65 @@ class SegmentPolicy(nn.Module):
 
     @torch.no_grad()
     def update_statistics(self, surprise: torch.Tensor, valid: torch.Tensor | None = None) -> None:
-        """Move the running scale towards a quantile of ``surprise`` (entries where ``valid``).
-
-        Called by the RSSM after a training sequence was decided (never while acting).
+        """Add ``surprise`` (entries where ``valid``) to the EMA histogram and set the scale
+        to its minimum-error split. Called by the RSSM after a training sequence was decided (never
+        while acting).
 
         Examples:
-            >>> policy = SegmentPolicy(surprise_momentum=0.5, surprise_quantile=1.0)
-            >>> policy.update_statistics(torch.tensor([1.0, 3.0, 100.0]),
-            ...                          torch.tensor([True, True, False]))
-            >>> policy.surprise_scale.item()
-            2.0
+            >>> policy = SegmentPolicy(surprise_momentum=0.0)
+            >>> quiet, events = torch.full((90,), 2.0), torch.full((10,), 40.0)
+            >>> policy.update_statistics(torch.cat([quiet, events, torch.tensor([500.0])]),
+            ...                          torch.arange(101) < 100)
+            >>> 2.0 < policy.surprise_scale.item() <= 40.0
+            True
         """
         values = surprise.detach().reshape(-1)
         if valid is not None:
             values = values[valid.reshape(-1)]
         if values.numel() == 0:
             return
-        target = torch.quantile(values.float(), self.surprise_quantile).to(self.surprise_scale)
-        # A scale of zero would turn every later surprise into an infinite peak.
-        target = target.clamp_min(1e-6)
-        self.surprise_scale.mul_(self.surprise_momentum).add_((1 - self.surprise_momentum) * target)
+        logs = values.float().clamp_min(0).log1p().clamp_max(_LOG_MAX)
+        counts = torch.histc(logs, _BINS, 0.0, _LOG_MAX).to(self.surprise_histogram)
+        fresh = self.surprise_histogram.sum() == 0
+        momentum = 0.0 if fresh else self.surprise_momentum
+        self.surprise_histogram.mul_(momentum).add_((1 - momentum) * counts / counts.sum())
+        self.surprise_scale.copy_(split_surprise(self.surprise_histogram))
 
     def extra_repr(self) -> str:
         return (
             f"kind={self.kind!r}, limit_mode={self.limit_mode!r}, max_seg_len={self.max_seg_len}, "
             f"max_seg_num={self.max_seg_num}, temperature={self.temperature}"
         )
+
+
+def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
+    """The minimum-error split (nats) of a histogram of ``log(1 + surprise)``.
+
+    Kittler and Illingworth's threshold: the cut whose two sides, each fitted by a
+    Gaussian, classify the histogram with the least error,
+    ``argmin_t P1 log(s1 / P1) + P2 log(s2 / P2)``. Unlike Otsu's split (two classes
+    of equal spread) it stays close to a tight "expected" mode when the "event" side is
+    broad, as surprise is. Returned as the upper edge of the last "expected" bin.
+
+    Examples:
+        >>> hist = torch.histc(torch.tensor([1.0] * 50 + [5.0] * 5).log1p(), _BINS, 0, _LOG_MAX)
+        >>> 1.0 < split_surprise(hist).item() <= 5.0
+        True
+    """
+    p = histogram / histogram.sum().clamp_min(1e-12)
+    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=p.device, dtype=p.dtype)
+    centres = (edges[:-1] + edges[1:]) / 2
+    # A floor of one bin width on the spreads keeps a class of one bin finite.
+    floor = (edges[1] - edges[0]) ** 2 / 12
+    p1 = p.cumsum(0)
+    m1 = (p * centres).cumsum(0)
+    q1 = (p * centres.square()).cumsum(0)
+    p2, m2, q2 = 1 - p1, m1[-1] - m1, q1[-1] - q1
+    var1 = (q1 / p1.clamp_min(1e-12) - (m1 / p1.clamp_min(1e-12)).square()).clamp_min(floor)
+    var2 = (q2 / p2.clamp_min(1e-12) - (m2 / p2.clamp_min(1e-12)).square()).clamp_min(floor)
+    error = p1 * (0.5 * var1.log() - p1.clamp_min(1e-12).log()) + p2 * (
+        0.5 * var2.log() - p2.clamp_min(1e-12).log()
+    )
+    # Cuts with (almost) everything on one side are not splits.
+    error = torch.where((p1 > 1e-6) & (p2 > 1e-6), error, float("inf"))
+    return torch.expm1(edges[error.argmin() + 1]).clamp_min(1e-6)
