@@ -25,9 +25,11 @@ from torchrl_vta.modules.rssm import (
     RSSMState,
     RSSMStep,
 )
+from torchrl_vta.modules.segment_policy import BoundaryDecision, SegmentPolicy
 from torchrl_vta.modules.world_model import HierarchicalWorldModel, make_world_model
 
 __all__ = [
+    "BoundaryDecision",
     "BoundaryPosterior",
     "BoundaryPrior",
     "BoundarySample",
@@ -48,6 +50,7 @@ __all__ = [
     "RSSMState",
     "RSSMStep",
     "RewardHead",
+    "SegmentPolicy",
     "TemperatureSchedule",
     "TwoHotHead",
     "ValueHead",
