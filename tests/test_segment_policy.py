@@ -118,7 +118,7 @@ def test_surprise_kind_reads_exactly_at_planted_jumps():
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     rssm = tiny_rssm(boundary_kind="surprise", stoch_dim=6, min_std=0.05, )
-    _train_on_jumps(rssm, 250, generator)
+    _train_on_jumps(rssm, 400, generator)
     rssm.eval()
     embed, jumps = jump_sequences(32, 24, generator=generator)
     out, _ = rssm.observe(embed, torch.zeros(32, 24, ACTION))

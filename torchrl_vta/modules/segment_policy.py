@@ -522,7 +522,8 @@ def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
 
     Kittler and Illingworth's threshold: the cut whose two sides, each fitted by a
     Gaussian, classify the histogram with the least error,
-    ``argmin_t P1 log(s1 / P1) + P2 log(s2 / P2)``. Unlike Otsu's split (two classes
+    ``argmin_t P1 log(s1 / P1) + P2 log(s2 / P2)``, searched at or below Otsu's split and
+    with at least half of the mass below the cut. Unlike Otsu's split alone (two classes
     of equal spread) it stays close to a tight "expected" mode when the "event" side is
     broad, as surprise is. Returned as the upper edge of the last "expected" bin.
 
@@ -545,6 +546,13 @@ def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
     error = p1 * (0.5 * var1.log() - p1.clamp_min(1e-12).log()) + p2 * (
         0.5 * var2.log() - p2.clamp_min(1e-12).log()
     )
-    # Cuts with (almost) everything on one side are not splits.
-    error = torch.where((p1 > 1e-6) & (p2 > 1e-6), error, float("inf"))
-    return torch.expm1(edges[error.argmin() + 1]).clamp_min(1e-6)
+    # The criterion has degenerate minima where one side is a sliver of the tail (its
+    # spread is tiny). Events are the minority, so the cut keeps at least half of the mass
+    # below it, and it refines Otsu's split (the cut maximising the between-class
+    # variance, never degenerate) downwards only.
+    between = (m1[-1] * p1 - m1).square() / (p1 * p2).clamp_min(1e-12)
+    between = torch.where((p1 > 1e-6) & (p2 > 1e-6), between, -1.0)
+    otsu = between.argmax()
+    allowed = (p1 >= 0.5) & (p2 > 1e-6) & (torch.arange(p.numel(), device=p.device) <= otsu)
+    cut = torch.where(allowed, error, float("inf")).argmin() if allowed.any() else otsu
+    return torch.expm1(edges[cut + 1]).clamp_min(1e-6)
