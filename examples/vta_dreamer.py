@@ -43,8 +43,8 @@ from torchrl_vta import (
     make_learner,
     make_logger,
     make_replay_buffer,
-    make_temperature_schedule,
     openloop_strip,
+    replay_boundary_scores,
     replay_keys,
     resume_config,
     save_episode_video,
@@ -102,7 +102,6 @@ def train(cfg: RecipeConfig, changed=None) -> dict:
     probe_env = make_env_factory(cfg)()
     agent = make_agent(probe_env, cfg).to(device)
     learner = make_learner(agent, cfg)
-    temperature = make_temperature_schedule(agent, cfg)
     observation_keys = list(agent.world_model.encoder.in_keys)
     probe_env.close()
 
@@ -175,6 +174,12 @@ def train(cfg: RecipeConfig, changed=None) -> dict:
                 strip = openloop_strip(agent, slice_, context=cfg.eval.openloop_context)
                 if strip is not None:
                     save_strip(out / "pictures" / f"openloop_{counters['frames']}.png", strip)
+        if sampleable and int(learner.updates) > 0:
+            # Envs with true events: READs vs events on a replayed batch (forcing off).
+            batch = replay.sample().reshape(cfg.replay.batch_size, cfg.replay.seq_len)
+            scores = replay_boundary_scores(agent, batch.to(device))
+            if scores is not None:
+                result.update(scores)
         log_scalars(result, "eval")
         log.info("Evaluated at %d frames in %.1f s: return %.2f.",
                  counters["frames"], time.perf_counter() - began, mean_return)
@@ -236,8 +241,6 @@ def train(cfg: RecipeConfig, changed=None) -> dict:
                     batch = replay.sample().reshape(cfg.replay.batch_size, cfg.replay.seq_len)
                     metrics = learner.update(batch.to(device))
                     counters["pending_updates"] -= 1
-                    if temperature is not None:
-                        agent.world_model.rssm.temperature = temperature(int(learner.updates))
                     if int(learner.updates) % cfg.logger.log_every == 0:
                         log_scalars(metrics, "train")
                 collector.update_policy_weights_()

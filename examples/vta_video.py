@@ -59,6 +59,7 @@ from torchrl_vta import (
 )
 from torchrl_vta.envs.datasets import WORLDS
 from torchrl_vta.modules import READ
+from torchrl_vta.viz import EVENT_COLOUR, FORCED_COLOUR, READ_COLOUR
 
 log = logging.getLogger("vta_video")
 
@@ -584,7 +585,7 @@ _SCALE = 2
 _GAP = 2
 _BAR = 10
 _LABEL = 64
-_RED, _GREEN, _GREY, _BLUE = (230, 60, 50), (40, 200, 80), (150, 150, 150), (70, 140, 255)
+_BLUE = (70, 140, 255)  # P(READ) heights; READ / forced / event use the package's colours
 
 
 def _frame(image: np.ndarray, dim: bool = False) -> np.ndarray:
@@ -656,13 +657,13 @@ def save_strip(variant, data: TensorDict, config: VideoConfig, device, path: Pat
     context = [not init <= t < init + seq for t in range(config.window)]
     canvas = _Canvas(config.window, pixels.shape[-1], (
         f"{config.dataset.name} / {config.model.name}: held-out windows, forcing off "
-        f"(dimmed = context frames)\nred: true event | green: READ | grey: forced READ | "
+        f"(dimmed = context frames)\ngreen: true event | red: READ | orange: forced READ | "
         f"blue: posterior P(READ)"))
     for i in range(pixels.shape[0]):
-        canvas.bar("event", [_RED if e else None for e in event[i].tolist()])
+        canvas.bar("event", [EVENT_COLOUR if e else None for e in event[i].tolist()])
         canvas.frames(f"seq {i}", pixels[i].numpy(), dim=context)
         canvas.frames("recon", reconstruction[i].numpy())
-        canvas.bar("READ", [(_GREY if f else _GREEN) if r else None
+        canvas.bar("READ", [(FORCED_COLOUR if f else READ_COLOUR) if r else None
                             for r, f in zip(read[i].tolist(), forced[i].tolist())])
         canvas.bar("P(READ)", [_BLUE] * config.window, heights=prob[i].tolist())
         canvas.space()
@@ -687,7 +688,7 @@ def save_generation(variant, data: TensorDict, config: VideoConfig, device, mode
     title = (f"{config.dataset.name} / {config.model.name}: {mode} generation after "
              f"{context_len} context frames (dimmed)\n"
              f"top: {'true continuation' if mode == 'full' else 'true frames at the next events'}"
-             f" | bottom: generated, {what} | green: imagined READ")
+             f" | bottom: generated, {what} | red: imagined READ")
     canvas = _Canvas(context_len + steps, pixels.shape[-1], title)
     dim = [True] * context_len + [False] * steps
     for i in range(count):
@@ -698,7 +699,7 @@ def save_generation(variant, data: TensorDict, config: VideoConfig, device, mode
             truth = pixels[i, times[:steps]]
         canvas.frames(truth_label, np.concatenate([context[i].numpy(), truth.numpy()]), dim=dim)
         canvas.frames(mode, np.concatenate([context[i].numpy(), frames[i].numpy()]), dim=dim)
-        canvas.bar("READ", [None] * context_len + [_GREEN if r else None for r in read[i].tolist()])
+        canvas.bar("READ", [None] * context_len + [READ_COLOUR if r else None for r in read[i].tolist()])
         canvas.space()
     canvas.save(path)
 

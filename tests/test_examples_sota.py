@@ -114,6 +114,12 @@ def test_commands(name, tmp_path):
     boundary_logged = (run_dir / "logs" / "vta_dreamer" / "scalars" / "train" /
                        "boundary_rate.csv").exists()
     assert boundary_logged == (levels == 2)
+    # Both worlds have true events: hierarchical runs score their READs against them.
+    scored = (run_dir / "logs" / "vta_dreamer" / "scalars" / "eval" / "boundary_f1_tau1.csv")
+    assert scored.exists() == (levels == 2)
+    if levels == 2:
+        assert 0 <= read_scalar(run_dir, "eval/boundary_f1_tau1")[-1][1] <= 1
+        assert read_scalar(run_dir, "eval/event_rate")[-1][1] > 0
     if name.endswith("_resume"):
         assert "Resumed from" in output
         steps = [step for step, _ in read_scalar(run_dir, "eval/return")]

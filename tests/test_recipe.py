@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
+from torchrl_vta.modules import TemperatureSchedule
 from torchrl_vta.checkpoint import Checkpointer
 from torchrl_vta.recipe import make_logger, make_replay_buffer
 from torchrl_vta.viz import plot_learning_curves
@@ -94,11 +95,14 @@ def test_learner_checkpoint_resumes_bit_for_bit(tmp_path):
     def fresh():
         torch.manual_seed(0)
         agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
+        agent.world_model.rssm.segment_policy.schedule = TemperatureSchedule(1.0, 0.1, 0.5, 1)
         return agent, Learner(agent, horizon=3, model_lr=1e-3)
 
     agent, learner = fresh()
     for _ in range(2):
         learner.update(batch.clone())
+    # The learner anneals the segment policy's temperature to its update count.
+    assert agent.world_model.rssm.temperature == pytest.approx(0.1 + 0.9 * 0.25)
     Checkpointer(tmp_path).save({"agent": agent.state_dict(), "learner": learner.state_dict()})
     torch.manual_seed(123)
     reference = learner.update(batch.clone())
@@ -107,6 +111,7 @@ def test_learner_checkpoint_resumes_bit_for_bit(tmp_path):
     state = Checkpointer(tmp_path).load()
     agent2.load_state_dict(state["agent"])
     learner2.load_state_dict(state["learner"])
+    assert agent2.world_model.rssm.temperature == pytest.approx(0.1 + 0.9 * 0.25)
     torch.manual_seed(123)
     resumed = learner2.update(batch.clone())
     for key, value in reference.items():

@@ -7,6 +7,7 @@ or lives in a submodule for advanced use.
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_space
 from torchrl_vta.config import RecipeConfig, flatten_config, resume_config
+from torchrl_vta.evaluation import replay_boundary_scores
 from torchrl_vta.envs import AudioInjection, generate_dataset, load_or_generate, make_env, register_env
 from torchrl_vta.metrics import (
     boundary_auc,
@@ -57,7 +58,6 @@ from torchrl_vta.recipe import (
     make_learner,
     make_logger,
     make_replay_buffer,
-    make_temperature_schedule,
     openloop_strip,
     replay_keys,
     save_episode_video,
@@ -100,8 +100,8 @@ __all__ = [
     "make_learner",
     "make_logger",
     "make_replay_buffer",
-    "make_temperature_schedule",
     "openloop_strip",
+    "replay_boundary_scores",
     "replay_keys",
     "save_episode_video",
     "save_strip",

@@ -125,6 +125,10 @@ class Learner(nn.Module):
     (:meth:`~torchrl_vta.modules.HierarchicalRSSM.compile_steps`;
     ``compile_mode="reduce-overhead"`` adds CUDA graphs on a GPU);
     ``autocast="bf16"`` runs the loss forwards under bfloat16 autocast.
+    After each update the RSSM's segment policy anneals its Gumbel temperature to the
+    update count (:meth:`~torchrl_vta.modules.SegmentPolicy.anneal`; a no-op without a
+    ``schedule``), also on :meth:`load_state_dict`, so a resumed run acts at the same
+    temperature.
 
     Each part steps only if its loss and gradient norm are finite
     (:class:`~torchrl_vta.guard.NonFiniteGuard`): a non-finite part is skipped with
@@ -277,6 +281,7 @@ class Learner(nn.Module):
             metrics[f"skipped_{part}"] = count.float()
         if not bool(skipped.all()):
             self.updates += 1
+            self.agent.world_model.rssm.segment_policy.anneal(int(self.updates))
         self.guard.end_update()
         return {key: value.detach() for key, value in metrics.items()}
 
@@ -289,4 +294,7 @@ class Learner(nn.Module):
         state = dict(state_dict)
         for opt, opt_state in zip(self.optimizers, state.pop("optimizers")):
             opt.load_state_dict(opt_state)
-        return super().load_state_dict(state, strict=strict)
+        result = super().load_state_dict(state, strict=strict)
+        # The temperature is a function of the update count, not saved state.
+        self.agent.world_model.rssm.segment_policy.anneal(int(self.updates))
+        return result

@@ -36,7 +36,6 @@ __all__ = [
     "make_learner",
     "make_logger",
     "make_replay_buffer",
-    "make_temperature_schedule",
     "longest_trajectory",
     "openloop_strip",
     "replay_keys",
@@ -138,14 +137,28 @@ def make_agent(env: EnvBase, cfg: RecipeConfig) -> Agent:
 def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
     """The learner with ``cfg.loss`` and ``cfg.optim``.
 
+    With ``loss.temperature_final`` set, the RSSM's segment policy gets a
+    :class:`TemperatureSchedule` from its current temperature to that value, which the
+    learner follows after each update.
+
     Examples:
         >>> cfg = RecipeConfig()
         >>> cfg.model.preset, cfg.optim.kind = "test", "dreamerv3"
+        >>> cfg.loss.temperature_final = 0.1
         >>> learner = make_learner(make_agent(make_env("maze", image_size=16), cfg), cfg)
         >>> type(learner.optimizers[0]).__name__
         'DreamerV3Optimizer'
+        >>> schedule = learner.agent.world_model.rssm.segment_policy.schedule
+        >>> schedule(0), round(schedule(10**7), 3)
+        (1.0, 0.1)
     """
     loss, optim = cfg.loss, cfg.optim
+    policy = agent.world_model.rssm.segment_policy
+    if loss.temperature_final is not None and agent.world_model.rssm.levels > 1:
+        policy.schedule = TemperatureSchedule(
+            initial=policy.temperature, final=loss.temperature_final,
+            every=loss.temperature_decay_every,
+        )
     return Learner(
         agent,
         optimizer=optim.kind,
@@ -168,25 +181,6 @@ def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
         compile_mode=cfg.compile_mode,
         autocast=cfg.autocast,
         max_skipped_updates=optim.max_skipped_updates,
-    )
-
-
-def make_temperature_schedule(agent: Agent, cfg: RecipeConfig) -> TemperatureSchedule | None:
-    """Gumbel temperature annealing from the RSSM's temperature, if ``loss.temperature_final`` is set.
-
-    Examples:
-        >>> cfg = RecipeConfig()
-        >>> cfg.model.preset, cfg.loss.temperature_final = "test", 0.1
-        >>> schedule = make_temperature_schedule(make_agent(make_env("maze", image_size=16), cfg), cfg)
-        >>> schedule(0), round(schedule(10**7), 3)
-        (1.0, 0.1)
-    """
-    if cfg.loss.temperature_final is None or agent.world_model.rssm.levels == 1:
-        return None
-    return TemperatureSchedule(
-        initial=agent.world_model.rssm.temperature,
-        final=cfg.loss.temperature_final,
-        every=cfg.loss.temperature_decay_every,
     )
 
 
@@ -246,14 +240,16 @@ def make_collector(
 
 def replay_keys(observation_keys) -> list:
     """What the learner needs of a collected batch (root observations are dropped: the
-    world model reads ``("next", obs)``).
+    world model reads ``("next", obs)``), and the ground-truth ``("next", "event")`` of
+    envs that have one (never read by the learner; the boundary pictures and
+    :func:`~torchrl_vta.evaluation.replay_boundary_scores` score against it).
 
     Examples:
         >>> replay_keys(["pixels"])[-1]
         ('next', 'pixels')
     """
     keys = ["action", "is_init", TRAJ_KEY, ("next", "reward"), ("next", "terminated"),
-            ("next", "done"), ("next", "truncated")]
+            ("next", "done"), ("next", "truncated"), ("next", "event")]
     return keys + [("next", key) for key in observation_keys]
 
 

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "EVENT_COLOUR",
+    "FORCED_COLOUR",
+    "READ_COLOUR",
     "boundary_strip",
     "plot_learning_curves",
     "read_scalar_log",
@@ -27,9 +30,10 @@ __all__ = [
     "to_uint8_frames",
 ]
 
-_READ = (230, 40, 40)
-_FORCED = (255, 160, 0)
-_EVENT = (40, 200, 60)
+# The package's one boundary colour convention (every strip, also examples/vta_video.py).
+READ_COLOUR = (230, 40, 40)
+FORCED_COLOUR = (255, 160, 0)
+EVENT_COLOUR = (40, 200, 60)
 _BAR = 4
 
 
@@ -92,9 +96,9 @@ def boundary_strip(
     def flags(x):
         return None if x is None else torch.as_tensor(x).reshape(-1).bool().cpu().numpy()
 
-    grid.append(_bar([(flags(read), _READ), (flags(forced), _FORCED)], steps, width))
+    grid.append(_bar([(flags(read), READ_COLOUR), (flags(forced), FORCED_COLOUR)], steps, width))
     if events is not None:
-        grid.append(_bar([(flags(events), _EVENT)], steps, width))
+        grid.append(_bar([(flags(events), EVENT_COLOUR)], steps, width))
     image = np.concatenate(grid, axis=0)
     if context is not None and 0 < context < steps:
         image[:, context * width - 1 : context * width] = 255
