@@ -48,7 +48,9 @@ from torchrl_vta import (
     TemperatureSchedule,
     WorldModelLoss,
     boundary_auc,
+    boundary_offsets,
     boundary_rates,
+    event_triggered_average,
     load_or_generate,
     make_world_model,
     per_tolerance_table,
@@ -232,8 +234,11 @@ class EvalConfig:
     strip_sequences: int = 6
     generate_sequences: int = 4
     jumpy_steps: int = 8
+    split: str = "heldout"
 
     def __post_init__(self):
+        _require(self.split in ("heldout", "train"),
+                 f"eval.split must be 'heldout' or 'train' (diagnosis only), got {self.split!r}.")
         _positive("eval", batch_size=self.batch_size, strip_sequences=self.strip_sequences,
                   generate_sequences=self.generate_sequences, jumpy_steps=self.jumpy_steps)
         _require(len(self.tolerances) > 0 and min(self.tolerances) >= 0,
@@ -542,6 +547,11 @@ def _boundary_report(read, prob, forced, surprise, event, tolerances) -> dict:
         # whatever the boundary detector does? (VPR reads its boundaries off this.)
         "surprise_auc": boundary_auc(surprise[:, 1:], event[:, 1:]),
         **boundary_rates(read, event, exclude=forced),
+        # Where READs and scores sit relative to the labels (a constant offset costs F1 at
+        # small tau but is a labelling question, not a placement failure).
+        "offsets": {str(k): v for k, v in boundary_offsets(read, event, exclude=forced).items()},
+        "score_profile": {str(k): v for k, v in event_triggered_average(prob, event).items()},
+        "surprise_profile": {str(k): v for k, v in event_triggered_average(surprise, event).items()},
         "periodic_f1": {str(row["tolerance"]): row["f1"] for row in periodic_table},
         "table": table,
         "periodic_table": periodic_table,
@@ -713,6 +723,9 @@ def run(config: VideoConfig, out_dir: Path) -> dict:
     torch.manual_seed(config.run.seed)
     device = select_device(config.run.device)
     train_data, eval_data = load_data(config.dataset, Path(to_absolute_path(config.run.data_dir)))
+    if config.eval.split == "train":
+        # Diagnosis on training windows: never tune on the held-out ones.
+        eval_data = train_data[: eval_data.shape[0]]
     event_rate = float(train_data["event"][:, 1:].float().mean())
     log.info("%s: %d training / %d held-out sequences of %d frames, event rate %.3f, device %s",
              config.dataset.name, train_data.shape[0], eval_data.shape[0],
@@ -743,6 +756,8 @@ def run(config: VideoConfig, out_dir: Path) -> dict:
                  "vs event rate %.3f", name, {k: round(v, 3) for k, v in report["f1"].items()},
                  {k: round(v, 3) for k, v in report["periodic_f1"].items()}, report["auc"],
                  report["surprise_auc"], report["boundary_rate"], report["event_rate"])
+        log.info("%s: READ offsets to the nearest event %s | score by lag %s", name,
+                 report["offsets"], {k: round(v, 3) for k, v in report["score_profile"].items()})
     log.info("outputs in %s: %s", out_dir, sorted(p.name for p in out_dir.iterdir()))
     return metrics
 

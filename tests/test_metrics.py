@@ -6,8 +6,10 @@ import torch
 
 from torchrl_vta.metrics import (
     boundary_auc,
+    boundary_offsets,
     boundary_rates,
     boundary_scores,
+    event_triggered_average,
     per_tolerance_table,
     periodic_boundaries,
 )
@@ -205,3 +207,42 @@ def test_periodic_bad_options():
         periodic_boundaries((10,), period=0)
     with pytest.raises(ValueError, match="exactly one"):
         periodic_boundaries((10,), count=1, period=2)
+
+
+def test_boundary_offsets_hand_case_and_shift():
+    true = torch.zeros(2, 12, dtype=torch.bool)
+    true[0, [3, 8]] = True
+    true[1, 5] = True
+    # Every boundary two steps before its event: all mass at -2, none elsewhere.
+    early = torch.roll(true, -2, dims=-1)
+    counts = boundary_offsets(early, true, max_offset=3)
+    assert counts[-2] == 3 and sum(v for k, v in counts.items() if k != -2) == 0
+    # Forced boundaries are dropped, t = 0 too, and a tie goes to the earlier event.
+    pred = torch.zeros(2, 12, dtype=torch.bool)
+    pred[0, [0, 5, 11]] = True
+    pred[1, 1] = True
+    forced = torch.zeros_like(pred)
+    forced[0, 11] = True
+    counts = boundary_offsets(pred, true, exclude=forced, max_offset=3)
+    assert counts[2] == 1 and counts[-3] == 0 and counts["far"] == 1
+
+
+def test_boundary_offsets_without_events_and_bad_option():
+    pred = torch.tensor([[0, 1, 1, 0]], dtype=torch.bool)
+    counts = boundary_offsets(pred, torch.zeros_like(pred), max_offset=1)
+    assert counts == {-1: 0, 0: 0, 1: 0, "far": 2}
+    with pytest.raises(ValueError, match="max_offset"):
+        boundary_offsets(pred, pred, max_offset=-1)
+
+
+def test_event_triggered_average_finds_an_early_peak():
+    generator = torch.Generator().manual_seed(0)
+    true = torch.rand(50, 40, generator=generator) < 0.1
+    signal = torch.rand(50, 40, generator=generator)
+    # A score that peaks two steps before every labelled event.
+    signal = signal + 5 * torch.roll(true, -2, dims=-1).float()
+    average = event_triggered_average(signal, true, lags=(-3, -2, -1, 0, 1))
+    assert max(average, key=average.get) == -2
+    assert average[-2] > 5 and average[0] < 2
+    with pytest.raises(ValueError, match="signal"):
+        event_triggered_average(signal[:, :10], true)

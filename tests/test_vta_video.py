@@ -52,6 +52,10 @@ def test_smoke_run_writes_outputs(tmp_path, overrides):
         for key in ("precision", "recall", "auc", "surprise_auc", "boundary_rate", "event_rate",
                     "mean_segment_length", "table", "periodic_table"):
             assert key in report
+        # Every free READ is counted once in the offset histogram.
+        free_reads = report["table"][0]["tp"] + report["table"][0]["fp"]
+        assert sum(report["offsets"].values()) == free_reads
+        assert set(report["score_profile"]) == {"-3", "-2", "-1", "0", "1", "2", "3"}
     assert "outputs in" in result.stderr + result.stdout
     if metrics["model"] == "original":
         # A saved model re-evaluated with steps=0 gives the same numbers (evaluation is noise-free).
@@ -93,6 +97,7 @@ def test_validation_names_the_bad_option():
         (("dataset.image_size=64",), "dataset.image_size must be 32"),
         (("model.seq_size=40",), r"dataset.seq_len \(30\) must be >= the model window"),
         (("+eval.tolerance=1",), "invalid option in 'eval'"),
+        (("eval.split=test",), "eval.split must be 'heldout' or 'train'"),
     ]
     for overrides, message in cases:
         with pytest.raises(ValueError, match=message):

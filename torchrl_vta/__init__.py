@@ -11,8 +11,10 @@ from torchrl_vta.evaluation import replay_boundary_scores
 from torchrl_vta.envs import AudioInjection, generate_dataset, load_or_generate, make_env, register_env
 from torchrl_vta.metrics import (
     boundary_auc,
+    boundary_offsets,
     boundary_rates,
     boundary_scores,
+    event_triggered_average,
     per_tolerance_table,
     periodic_boundaries,
 )
@@ -133,8 +135,10 @@ __all__ = [
     "ValueHead",
     "WorldModelLoss",
     "boundary_auc",
+    "boundary_offsets",
     "boundary_rates",
     "boundary_scores",
+    "event_triggered_average",
     "generate_dataset",
     "imagine_trajectories",
     "lambda_returns",
