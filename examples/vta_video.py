@@ -426,7 +426,7 @@ class AgentVariant:
         read = td["next", "boundary"][..., 0]
         if self.policy.kind == "surprise":
             # The criterion's score is the normalised surprise (its logits are hard).
-            prob = td["next", "surprise"][..., 0]
+            prob = self.policy.normalise(td["next", "obs_surprise"][..., 0])
         else:
             prob = td["next", "boundary_logits"].softmax(-1)[..., READ]
         surprise = self.rssm.obs_posterior.kl(

@@ -11,7 +11,12 @@ from torch import nn
 from torchrl_vta.modules.boundary import READ, TemperatureSchedule
 from torchrl_vta.modules.original import OriginalVTA
 from torchrl_vta.modules.rssm import HierarchicalRSSM, HierarchicalStateEstimator
-from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy, split_surprise
+from torchrl_vta.modules.segment_policy import (
+    BOUNDARY_KINDS,
+    SegmentPolicy,
+    histogram_quantile,
+    split_surprise,
+)
 
 EMBED, ACTION = 6, 2
 KINDS = list(BOUNDARY_KINDS)
@@ -45,18 +50,48 @@ def jump_sequences(batch, steps, *, generator, min_gap=4, max_gap=7):
 
 
 # ------------------------------------------------------------------ criterion
-def test_surprise_criterion_reads_at_planted_peaks_once_per_plateau():
-    policy = SegmentPolicy(kind="surprise", surprise_init_scale=2.5)
-    generator = torch.Generator().manual_seed(0)
-    surprise = 0.5 * torch.rand(200, generator=generator)  # baseline below 0.2 of the scale
-    peaks = [7, 30, 31, 32, 90, 150]  # 30-32: one plateau
-    surprise[peaks] = torch.tensor([6.0, 5.0, 5.2, 4.9, 9.0, 3.0])
-    previous = torch.zeros(())
+def _criterion_reads(policy, surprise):
+    trough = torch.zeros(())
     reads = []
     for value in surprise:
-        read, previous = policy.surprise_read(value, previous)
+        read, normalised = policy.surprise_read(value, trough)
+        trough = policy.surprise_trough(normalised, read, trough)
         reads.append(bool(read))
-    assert [t for t, r in enumerate(reads) if r] == [7, 30, 90, 150]
+    return [t for t, r in enumerate(reads) if r]
+
+
+@pytest.mark.parametrize("reference, scale", [("split", 2.5), ("max", 25.0)])
+def test_surprise_criterion_reads_at_planted_peaks_once_per_plateau(reference, scale):
+    policy = SegmentPolicy(kind="surprise", surprise_reference=reference,
+                           surprise_init_scale=scale)
+    generator = torch.Generator().manual_seed(0)
+    # Baseline below the split (2.5) and with rises below 0.1 of the maximum (25).
+    surprise = 2.0 * torch.rand(200, generator=generator)
+    peaks = [7, 30, 31, 32, 90, 150]  # 30-32: one plateau
+    surprise[peaks] = torch.tensor([6.0, 5.0, 5.2, 4.9, 9.0, 4.0])
+    assert _criterion_reads(policy, surprise) == [7, 30, 90, 150]
+
+
+def test_max_reference_finds_peaks_on_a_multimodal_baseline():
+    """Steps without events spread over two orders of magnitude (as the maze's view
+    changes do) and the events sit above them: a rise of a tenth of the running maximum
+    separates them."""
+    generator = torch.Generator().manual_seed(1)
+    steps = 400
+    quiet = torch.exp(torch.empty(steps).uniform_(math.log(0.3), math.log(15.0),
+                                                  generator=generator))
+    events = torch.rand(steps, generator=generator) < 0.12
+    events[0] = False
+    events[1:] &= ~events[:-1]  # peaks: no two events in a row
+    surprise = torch.where(
+        events, torch.exp(torch.empty(steps).uniform_(math.log(40.0), math.log(400.0),
+                                                      generator=generator)), quiet)
+    policy = SegmentPolicy(kind="surprise", surprise_reference="max", surprise_momentum=0.0)
+    policy.update_statistics(surprise)
+    assert 150.0 <= policy.surprise_scale.item() <= 450.0
+    reads = torch.zeros(steps, dtype=torch.bool)
+    reads[_criterion_reads(policy, surprise)] = True
+    assert torch.equal(reads, events), (reads ^ events).nonzero().flatten().tolist()
 
 
 def test_running_scale_follows_training_sequences_only():
@@ -94,6 +129,17 @@ def test_split_separates_two_populations_whatever_their_tail():
             [quiet, events])
         split = split_surprise(_histogram(values)).item()
         assert 3.0 <= split <= 20.0, (tail, split)
+
+
+def test_running_maximum_ignores_a_few_huge_events():
+    generator = torch.Generator().manual_seed(0)
+    quiet = 2 + torch.rand(900, generator=generator)           # 2-3 nats
+    events = 20 + 10 * torch.rand(100, generator=generator)    # 20-30 nats
+    for tail in (0.0, 1000.0):  # five huge events must not move the maximum above the rest
+        values = torch.cat([quiet, events, torch.full((5,), tail)]) if tail else torch.cat(
+            [quiet, events])
+        maximum = histogram_quantile(_histogram(values), 0.99).item()
+        assert 25.0 <= maximum <= 33.0, (tail, maximum)
 
 
 def _train_on_jumps(rssm, steps, generator):
@@ -275,6 +321,9 @@ def test_original_posterior_limits_come_from_the_policy():
         (dict(max_seg_len=0), "max_seg_len"),
         (dict(surprise_threshold=-1.0), "surprise_threshold"),
         (dict(surprise_momentum=1.5), "surprise_momentum"),
+        (dict(surprise_quantile=0.2), "surprise_quantile"),
+        (dict(surprise_reference="median"), "surprise_reference"),
+        (dict(surprise_quantile=1.0), "surprise_quantile"),
         (dict(surprise_init_scale=0.0), "surprise_init_scale"),
         (dict(temperature=0.0), "temperature"),
     ],
@@ -287,3 +336,17 @@ def test_bad_options_name_the_option(options, match):
 def test_bad_role_is_refused():
     with pytest.raises(ValueError, match="role"):
         SegmentPolicy().decide(torch.zeros(2, 2), role="acting", deterministic=True)
+
+
+def test_step_after_a_sequence_start_reads_only_above_the_typical_surprise():
+    """A structural READ has no defined surprise: the trough it leaves is the typical
+    surprise, so a typical first step is no peak (a trough of 0 would make it one)."""
+    policy = SegmentPolicy(kind="surprise", surprise_reference="max", surprise_momentum=0.0)
+    policy.update_statistics(torch.cat([torch.full((90,), 15.0), torch.full((10,), 40.0)]))
+    start = policy.surprise_trough(torch.zeros(2), torch.ones(2), torch.zeros(2),
+                                   torch.ones(2, dtype=torch.bool))
+    torch.testing.assert_close(start, policy.typical_surprise().expand(2))
+    read, _ = policy.surprise_read(torch.tensor([15.0, 40.0]), start)
+    assert read.tolist() == [False, True]
+    read_from_zero, _ = policy.surprise_read(torch.tensor([15.0]), torch.zeros(1))
+    assert read_from_zero.tolist() == [True]

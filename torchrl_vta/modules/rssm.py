@@ -51,9 +51,9 @@ class RSSMState(NamedTuple):
     """Recurrent state carried from one step to the next.
 
     ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
-    ``levels=1``; ``surprise`` (the last step's normalised surprise, for the
-    causal peak test of the segment policy) has size 1 only when the boundary
-    kind uses surprise. Segment counters are float tensors of shape ``[*B, 1]``.
+    ``levels=1``; ``surprise`` (the lowest normalised surprise since the last
+    READ, the trough the causal peak test of the segment policy measures a rise
+    from) has size 1 only when the boundary kind uses surprise. Segment counters are float tensors of shape ``[*B, 1]``.
 
     Examples:
         >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
@@ -141,8 +141,8 @@ class HierarchicalRSSM(nn.Module):
             ``"both"`` also forces the posterior, ``"off"`` forces nothing
             (the first step and ``is_init`` steps are READ regardless).
             Imagination counts its segments from its own start.
-        surprise_threshold, surprise_prominence, surprise_momentum,
-            surprise_init_scale: options of the surprise
+        surprise_reference, surprise_threshold, surprise_prominence,
+            surprise_quantile, surprise_momentum, surprise_init_scale: options of the surprise
             criterion (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
 
     Every boundary decision is made by ``self.segment_policy`` (one
@@ -195,8 +195,10 @@ class HierarchicalRSSM(nn.Module):
         max_seg_len: int | None = None,
         max_seg_num: int | None = None,
         limit_mode: str = "prior",
-        surprise_threshold: float = 1.0,
+        surprise_reference: str = "split",
+        surprise_threshold: float | None = None,
         surprise_prominence: float = 0.1,
+        surprise_quantile: float = 0.99,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
     ):
@@ -216,8 +218,10 @@ class HierarchicalRSSM(nn.Module):
             max_seg_num=max_seg_num,
             limit_mode=limit_mode,
             temperature=temperature,
+            surprise_reference=surprise_reference,
             surprise_threshold=surprise_threshold,
             surprise_prominence=surprise_prominence,
+            surprise_quantile=surprise_quantile,
             surprise_momentum=surprise_momentum,
             surprise_init_scale=surprise_init_scale,
         )
@@ -521,13 +525,12 @@ class HierarchicalRSSM(nn.Module):
                     self.obs_posterior(torch.cat([continued, embed], -1)),
                     self.obs_prior(continued),
                 ).reshape(action.shape[:-1])
-            previous = prev.surprise.squeeze(-1)
-            criterion, normalised = policy.surprise_read(surprise, previous)
+            trough = prev.surprise.squeeze(-1)
+            criterion, normalised = policy.surprise_read(surprise, trough)
             if structural is not None:
                 normalised = torch.where(structural, 0.0, normalised)
             if policy.kind == "learned+surprise":
-                extra = policy.surprise_features(surprise, normalised, previous)
-            carried = normalised.unsqueeze(-1)
+                extra = policy.surprise_features(surprise, normalised, trough)
         context = prev.boundary_context
         if policy.kind == "surprise":
             # The criterion decides alone: the learned detector is not run.
@@ -549,6 +552,8 @@ class HierarchicalRSSM(nn.Module):
             **counters,
         )
         read = decision.read
+        if normalised is not None:
+            carried = policy.surprise_trough(normalised, read, trough, structural).unsqueeze(-1)
         belief, abs_belief, abs_state = self._commit(read, prev, candidate, continued)
         prior_stats = self.obs_prior(belief)
         post_stats = self.obs_posterior(torch.cat([belief, embed], -1))

@@ -8,23 +8,32 @@ straight-through sampling, the segment counters, and the criterion a boundary co
 
 * ``"learned"``: sampled from the boundary posterior's logits (VTA);
 * ``"surprise"``: READ where the observation level's surprise (the KL between its posterior
-  and prior computed on the *continued* belief, before deciding) is a causal peak: its value
-  divided by a running scale is at least ``surprise_threshold`` and has risen by at least
-  ``surprise_prominence`` since the previous step (SUNTA-style peaks, without look-ahead, so
-  the acting filter decides exactly as the training rollout);
+  and prior computed on the *continued* belief, before deciding) is a causal peak: divided by
+  a running scale it is at least ``surprise_threshold`` and has risen by at least
+  ``surprise_prominence`` above its lowest value since the last READ (a peak's prominence
+  measured on its left side only, so there is no look-ahead and the acting filter decides
+  exactly as the training rollout);
 * ``"learned+surprise"``: sampled from the boundary posterior, whose input includes the
   surprise features of :meth:`SegmentPolicy.surprise_features`.
 
-The running scale is a buffer (like BatchNorm's running statistics) that splits the surprise
-into "expected" and "event" without labels: an EMA histogram of ``log(1 + surprise)`` over
-training sequences (updated *after* each sequence was decided) and its minimum-error split
-(:func:`split_surprise`), in nats. It adapts to each world's surprise levels, is robust to
-the heavy tail of large events (a high quantile or a running maximum is not: one_ball's
-largest events put the 99th percentile at 4x a typical event), and is frozen in eval mode
-and at acting time. Decisions never carry gradient into the surprise
-(it is computed from detached statistics), so the boundary criterion cannot be trained
-away; dividing by the running scale keeps peaks visible when the overall surprise falls as
-the model improves (the "hierarchical collapse" of SUNTA).
+The running scale is a buffer (like BatchNorm's running statistics) derived from an EMA
+histogram of ``log(1 + surprise)`` over training sequences (updated *after* each sequence was
+decided), in nats, frozen in eval mode and at acting time. ``surprise_reference`` chooses it:
+
+* ``"split"`` (default): the minimum-error split of the histogram into "expected" and
+  "event" (:func:`split_surprise`), with threshold 1: a READ is a peak above the split. It
+  adapts to each world's surprise levels and is robust to the heavy tail of large events.
+* ``"max"``: a running maximum, the ``surprise_quantile`` (0.99) quantile of the histogram,
+  with threshold 0 and prominence 0.1 (SUNTA's max-normalised peaks). It copes with a
+  multi-modal surprise where no split falls before the events (the maze's view changes),
+  but it ties the READs to the largest events: where their tail is long (one_ball) it
+  misses the smaller ones, and in training the READ rate then falls (see
+  ``benchmarks/BOUNDARY_QUALITY.md``).
+
+Decisions never carry gradient into the surprise (it is computed from detached statistics),
+so the boundary criterion cannot be trained away; dividing by the running scale keeps peaks
+visible when the overall surprise falls as the model improves (the "hierarchical collapse"
+of SUNTA).
 """
 
 from __future__ import annotations
@@ -47,15 +56,26 @@ from torchrl_vta.modules.boundary import (
     update_segment_counters,
 )
 
-__all__ = ["BOUNDARY_KINDS", "LIMIT_MODES", "BoundaryDecision", "SegmentPolicy", "split_surprise"]
+__all__ = [
+    "BOUNDARY_KINDS",
+    "LIMIT_MODES",
+    "SURPRISE_REFERENCES",
+    "BoundaryDecision",
+    "SegmentPolicy",
+    "histogram_quantile",
+    "split_surprise",
+]
 
 BOUNDARY_KINDS = ("learned", "surprise", "learned+surprise")
 LIMIT_MODES = ("prior", "both", "off")
+# The running scale of the surprise criterion, and the threshold (in units of that scale)
+# each uses unless one is given.
+SURPRISE_REFERENCES = {"split": 1.0, "max": 0.0}
 _ROLES = ("posterior", "prior", "imagine")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
-# normalised surprise and its rise since the previous step.
+# normalised surprise and its rise above the segment's trough.
 SURPRISE_FEATURES = 3
-# Histogram of log(1 + surprise) for the Otsu split: 128 bins up to 1e4 nats (~7% apart).
+# Histogram of log(1 + surprise) for the running scale: 128 bins up to 1e4 nats (~7% apart).
 _BINS = 128
 _LOG_MAX = math.log1p(1e4)
 
@@ -108,23 +128,28 @@ class SegmentPolicy(nn.Module):
             nothing. Structural READs happen regardless.
         temperature: Gumbel-softmax temperature, or a :class:`TemperatureSchedule` that
             :meth:`anneal` follows (the ``schedule`` attribute; it can be set later).
+        surprise_reference: the running scale, ``"split"`` (default) or ``"max"`` (see
+            the module docstring).
         surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``
-            (1.0: at or above the split).
+            (``None``: 1.0 with ``"split"``, at or above the split; 0.0 with ``"max"``).
         surprise_prominence: ... and a rise of at least this much (in units of the scale)
-            since the previous step, so a plateau of surprise READs once.
+            above the lowest normalised surprise since the last READ, so a plateau READs
+            once and a new peak has to come out of a trough.
+        surprise_quantile: the quantile used as running maximum (``"max"`` only).
         surprise_momentum: EMA momentum of the surprise histogram.
         surprise_init_scale: the scale before any training sequence (nats).
 
     Examples:
-        >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=3.0)
-        >>> surprise = torch.tensor([0.5, 6.0, 0.4, 0.3])       # nats, one sequence
-        >>> previous = torch.zeros(())
+        >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=1.5)
+        >>> surprise = torch.tensor([0.5, 6.0, 5.0, 0.4, 0.3, 2.0])   # nats, one sequence
+        >>> trough = torch.zeros(())
         >>> reads = []
         >>> for value in surprise:
-        ...     read, previous = policy.surprise_read(value, previous)
+        ...     read, normalised = policy.surprise_read(value, trough)
+        ...     trough = policy.surprise_trough(normalised, read, trough)
         ...     reads.append(bool(read))
         >>> reads
-        [False, True, False, False]
+        [False, True, False, False, False, True]
     """
 
     def __init__(
@@ -135,8 +160,10 @@ class SegmentPolicy(nn.Module):
         max_seg_num: int | None = None,
         limit_mode: str = "prior",
         temperature: float | TemperatureSchedule = 1.0,
-        surprise_threshold: float = 1.0,
+        surprise_reference: str = "split",
+        surprise_threshold: float | None = None,
         surprise_prominence: float = 0.1,
+        surprise_quantile: float = 0.99,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
     ):
@@ -149,8 +176,24 @@ class SegmentPolicy(nn.Module):
         self.max_seg_num = max_seg_num
         self.schedule = temperature if isinstance(temperature, TemperatureSchedule) else None
         self.temperature = self.schedule.initial if self.schedule else temperature
+        if surprise_reference not in SURPRISE_REFERENCES:
+            raise ValueError(
+                f"surprise_reference={surprise_reference!r} is not one of "
+                f"{tuple(SURPRISE_REFERENCES)}."
+            )
+        self.surprise_reference = surprise_reference
+        if surprise_threshold is None:
+            surprise_threshold = SURPRISE_REFERENCES[surprise_reference]
         self.surprise_threshold = _check_fraction("surprise_threshold", surprise_threshold)
         self.surprise_prominence = _check_fraction("surprise_prominence", surprise_prominence)
+        self.surprise_quantile = _check_fraction(
+            "surprise_quantile", surprise_quantile, low=0.0, high=1.0
+        )
+        if not 0.5 <= self.surprise_quantile < 1.0:
+            raise ValueError(
+                f"surprise_quantile must be in [0.5, 1) (a high quantile of the surprise), "
+                f"got {surprise_quantile!r}."
+            )
         self.surprise_momentum = _check_fraction(
             "surprise_momentum", surprise_momentum, low=0.0, high=1.0
         )
@@ -456,22 +499,70 @@ class SegmentPolicy(nn.Module):
         return surprise / self.surprise_scale
 
     def surprise_read(
-        self, surprise: torch.Tensor, previous: torch.Tensor
+        self, surprise: torch.Tensor, trough: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The causal peak criterion: ``(read, normalised)`` from ``surprise`` (nats) and
-        the previous step's normalised surprise (0 after a reset).
+        the lowest normalised surprise since the last READ (``trough``; 0 after a reset).
 
-        READ iff ``u >= surprise_threshold`` and ``u - previous >= surprise_prominence``
+        READ iff ``u >= surprise_threshold`` and ``u - trough >= surprise_prominence``
         with ``u = surprise / scale``.
+
+        Examples:
+            >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=2.0)
+            >>> read, normalised = policy.surprise_read(torch.tensor([0.5, 3.0]), torch.zeros(2))
+            >>> read.tolist(), normalised.tolist()
+            ([False, True], [0.25, 1.5])
         """
         normalised = self.normalise(surprise.detach())
         read = (normalised >= self.surprise_threshold) & (
-            normalised - previous >= self.surprise_prominence
+            normalised - trough >= self.surprise_prominence
         )
         return read, normalised
 
+    def surprise_trough(
+        self,
+        normalised: torch.Tensor,
+        read: torch.Tensor,
+        trough: torch.Tensor,
+        structural: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The trough carried out of a step: ``normalised`` after a READ (whatever forced
+        it), else the lower of ``trough`` and ``normalised``. After a structural READ, whose
+        surprise is not defined (no continued belief), it is the typical surprise (the
+        histogram's median, normalised): the next step then READs on a rise above what a
+        step usually brings.
+
+        Examples:
+            >>> policy = SegmentPolicy()
+            >>> policy.surprise_trough(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]),
+            ...                        torch.tensor([0.2, 0.2])).tolist()
+            [0.5, 0.20000000298023224]
+        """
+        read = read.detach().reshape(normalised.shape).to(torch.bool)
+        carried = torch.where(read, normalised, torch.minimum(trough, normalised))
+        if structural is not None:
+            carried = torch.where(structural.reshape(carried.shape), self.typical_surprise(),
+                                  carried)
+        return carried.detach()
+
+    def typical_surprise(self) -> torch.Tensor:
+        """The median of the surprise histogram in units of the scale (0 before any
+        training sequence).
+
+        Examples:
+            >>> policy = SegmentPolicy(surprise_reference="max", surprise_momentum=0.0)
+            >>> policy.typical_surprise().item()
+            0.0
+            >>> policy.update_statistics(torch.tensor([1.0] * 60 + [50.0] * 40))
+            >>> 0.02 < policy.typical_surprise().item() < 0.03
+            True
+        """
+        median = histogram_quantile(self.surprise_histogram, 0.5)
+        seen = self.surprise_histogram.sum() > 0
+        return torch.where(seen, median / self.surprise_scale, 0.0)
+
     def surprise_features(
-        self, surprise: torch.Tensor, normalised: torch.Tensor, previous: torch.Tensor
+        self, surprise: torch.Tensor, normalised: torch.Tensor, trough: torch.Tensor
     ) -> torch.Tensor:
         """Inputs ``[..., 3]`` of a surprise-informed learned posterior (all detached).
 
@@ -481,21 +572,26 @@ class SegmentPolicy(nn.Module):
             torch.Size([2, 3])
         """
         return torch.stack(
-            [surprise.detach().clamp_min(0).log1p(), normalised, normalised - previous], -1
+            [surprise.detach().clamp_min(0).log1p(), normalised, normalised - trough], -1
         ).detach()
 
     @torch.no_grad()
     def update_statistics(self, surprise: torch.Tensor, valid: torch.Tensor | None = None) -> None:
         """Add ``surprise`` (entries where ``valid``) to the EMA histogram and set the scale
-        to its minimum-error split. Called by the RSSM after a training sequence was decided (never
-        while acting).
+        from it (its minimum-error split, or its ``surprise_quantile`` quantile for
+        ``surprise_reference="max"``). Called by the RSSM after a training sequence was
+        decided (never while acting).
 
         Examples:
             >>> policy = SegmentPolicy(surprise_momentum=0.0)
             >>> quiet, events = torch.full((90,), 2.0), torch.full((10,), 40.0)
-            >>> policy.update_statistics(torch.cat([quiet, events, torch.tensor([500.0])]),
-            ...                          torch.arange(101) < 100)
+            >>> values, valid = torch.cat([quiet, events, torch.tensor([500.0])]), torch.arange(101) < 100
+            >>> policy.update_statistics(values, valid)
             >>> 2.0 < policy.surprise_scale.item() <= 40.0
+            True
+            >>> maximum = SegmentPolicy(surprise_reference="max", surprise_momentum=0.0)
+            >>> maximum.update_statistics(values, valid)
+            >>> 40.0 <= maximum.surprise_scale.item() < 45.0
             True
         """
         values = surprise.detach().reshape(-1)
@@ -508,13 +604,36 @@ class SegmentPolicy(nn.Module):
         fresh = self.surprise_histogram.sum() == 0
         momentum = 0.0 if fresh else self.surprise_momentum
         self.surprise_histogram.mul_(momentum).add_((1 - momentum) * counts / counts.sum())
-        self.surprise_scale.copy_(split_surprise(self.surprise_histogram))
+        if self.surprise_reference == "max":
+            scale = histogram_quantile(self.surprise_histogram, self.surprise_quantile)
+        else:
+            scale = split_surprise(self.surprise_histogram)
+        self.surprise_scale.copy_(scale)
 
     def extra_repr(self) -> str:
         return (
             f"kind={self.kind!r}, limit_mode={self.limit_mode!r}, max_seg_len={self.max_seg_len}, "
-            f"max_seg_num={self.max_seg_num}, temperature={self.temperature}"
+            f"max_seg_num={self.max_seg_num}, temperature={self.temperature}, "
+            f"surprise_reference={self.surprise_reference!r}"
         )
+
+
+def histogram_quantile(histogram: torch.Tensor, quantile: float) -> torch.Tensor:
+    """The ``quantile`` (nats) of a histogram of ``log(1 + surprise)``, as the upper edge of
+    the bin where the cumulative mass reaches it (a running maximum for ``quantile`` near 1).
+
+    Examples:
+        >>> values = torch.tensor([1.0] * 95 + [30.0] * 4 + [900.0])
+        >>> hist = torch.histc(values.log1p(), _BINS, 0, _LOG_MAX)
+        >>> 30.0 <= histogram_quantile(hist, 0.99).item() < 33.0
+        True
+    """
+    cdf = histogram.cumsum(0) / histogram.sum().clamp_min(1e-12)
+    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=cdf.device, dtype=cdf.dtype)
+    # The tolerance keeps float round-off in the cumulative sum from skipping a bin.
+    index = torch.searchsorted(cdf, torch.tensor(quantile - 1e-6, dtype=cdf.dtype,
+                                                 device=cdf.device)).clamp_max(_BINS - 1)
+    return torch.expm1(edges[index + 1]).clamp_min(1e-6)
 
 
 def split_surprise(histogram: torch.Tensor) -> torch.Tensor:

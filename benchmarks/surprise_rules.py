@@ -1,0 +1,110 @@
+"""Score the surprise criterion offline on stored training windows (no retraining).
+
+Each ``results/surprise_train_windows_*.json`` holds, for the *training* windows of a trained
+agent world model, the per-step surprise (normalised by the scale it was trained with, and
+that scale), the READs it made, the true events and its EMA histogram of ``log(1 + surprise)``.
+This script replays those surprises through :class:`~torchrl_vta.SegmentPolicy`'s criterion
+with each running scale (``surprise_reference`` ``"split"`` and ``"max"``, the latter with a
+prominence sweep, to show how sensitive it is) and prints F1 at τ = 1 and the READ rate next
+to the READs the model made when trained. The
+numbers ignore that other READs would have changed training: they choose what to try in a
+held-out run, they do not replace it.
+
+    python benchmarks/surprise_rules.py benchmarks/results/surprise_train_windows_*.json
+
+Example:
+    >>> history = torch.tensor([0.5] * 90 + [20.0] * 10).log1p()
+    >>> record = {"scale_nats": 1.0, "histogram_log1p": torch.histc(history, 128, 0, 9.2104).tolist(),
+    ...           "normalised_surprise": [[0.0, 0.4, 20.0, 0.6]], "read": [[1, 0, 1, 0]],
+    ...           "event": [[0, 0, 1, 0]]}
+    >>> rows = score_record(record, rules=(("max", 0.1),))
+    >>> rows[0]["rule"], rows[0]["f1"], rows[1]["f1"]
+    ('as trained', 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from torchrl_vta.metrics import boundary_scores
+from torchrl_vta.modules.segment_policy import (
+    SegmentPolicy,
+    histogram_quantile,
+    split_surprise,
+)
+
+
+def criterion_reads(policy: SegmentPolicy, surprise: torch.Tensor) -> torch.Tensor:
+    """READs ``[N, T]`` of the surprise criterion on ``surprise [N, T]`` (nats), step 0
+    structural, as in the RSSM.
+
+    Example:
+        >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=2.0)
+        >>> criterion_reads(policy, torch.tensor([[5.0, 0.1, 4.0, 3.9, 0.5]])).int().tolist()
+        [[1, 0, 1, 0, 0]]
+    """
+    reads = torch.zeros(surprise.shape, dtype=torch.bool)
+    reads[:, 0] = True
+    start = torch.zeros(surprise.shape[0])
+    trough = policy.surprise_trough(start, reads[:, 0], start, reads[:, 0])
+    for t in range(1, surprise.shape[1]):
+        read, normalised = policy.surprise_read(surprise[:, t], trough)
+        trough = policy.surprise_trough(normalised, read, trough)
+        reads[:, t] = read
+    return reads
+
+
+def _score(read: torch.Tensor, event: torch.Tensor) -> tuple[float, float]:
+    first = torch.zeros_like(read)
+    first[:, 0] = True
+    scores = boundary_scores(read & ~first, event & ~first, tolerance=1)
+    return scores["f1"], float(read[:, 1:].float().mean())
+
+
+RULES = (("split", 0.1), ("max", 0.05), ("max", 0.1), ("max", 0.2))
+"""(surprise_reference, surprise_prominence) pairs scored by default."""
+
+
+def score_record(record: dict, rules=RULES) -> list[dict]:
+    """Rows ``{rule, f1, read_rate}``: the READs as trained, then the criterion for each
+    ``(surprise_reference, surprise_prominence)`` in ``rules`` (other options at their
+    defaults), its scale re-derived from the stored histogram.
+    """
+    surprise = torch.tensor(record["normalised_surprise"]) * record["scale_nats"]
+    event = torch.tensor(record["event"]).bool()
+    f1, rate = _score(torch.tensor(record["read"]).bool(), event)
+    rows = [{"rule": "as trained", "f1": f1, "read_rate": rate}]
+    histogram = torch.tensor(record["histogram_log1p"])
+    for reference, prominence in rules:
+        policy = SegmentPolicy(kind="surprise", surprise_reference=reference,
+                               surprise_prominence=prominence)
+        policy.surprise_histogram.copy_(histogram)
+        scale = (histogram_quantile(histogram, policy.surprise_quantile) if reference == "max"
+                 else split_surprise(histogram))
+        policy.surprise_scale.copy_(scale)
+        f1, rate = _score(criterion_reads(policy, surprise), event)
+        rows.append({"rule": f"{reference}, prominence {prominence}", "f1": f1,
+                     "read_rate": rate})
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    lines = ["| windows | event rate | rule | F1 τ=1 | READ rate |", "|---|---|---|---|---|"]
+    for path in args.files:
+        record = json.loads(path.read_text())
+        event_rate = float(torch.tensor(record["event"])[:, 1:].float().mean())
+        for row in score_record(record):
+            lines.append(f"| {path.stem} | {event_rate:.3f} | {row['rule']} | "
+                         f"{row['f1']:.3f} | {row['read_rate']:.3f} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
