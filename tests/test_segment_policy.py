@@ -323,6 +323,7 @@ def test_original_posterior_limits_come_from_the_policy():
         (dict(surprise_momentum=1.5), "surprise_momentum"),
         (dict(surprise_quantile=0.2), "surprise_quantile"),
         (dict(surprise_reference="median"), "surprise_reference"),
+        (dict(surprise_min_nats=-1.0), "surprise_min_nats"),
         (dict(surprise_quantile=1.0), "surprise_quantile"),
         (dict(surprise_init_scale=0.0), "surprise_init_scale"),
         (dict(temperature=0.0), "temperature"),
@@ -350,3 +351,11 @@ def test_step_after_a_sequence_start_reads_only_above_the_typical_surprise():
     assert read.tolist() == [False, True]
     read_from_zero, _ = policy.surprise_read(torch.tensor([15.0]), torch.zeros(1))
     assert read_from_zero.tolist() == [True]
+
+
+def test_information_floor_keeps_small_peaks_from_reading():
+    surprise, trough = torch.tensor([5.0, 30.0]), torch.zeros(2)
+    plain = SegmentPolicy(kind="surprise", surprise_init_scale=1.0)
+    floored = SegmentPolicy(kind="surprise", surprise_init_scale=1.0, surprise_min_nats=25.0)
+    assert plain.surprise_read(surprise, trough)[0].tolist() == [True, True]
+    assert floored.surprise_read(surprise, trough)[0].tolist() == [False, True]

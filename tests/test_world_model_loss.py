@@ -236,3 +236,40 @@ def test_world_model_loss_reaches_no_actor_or_critic_parameter():
     for name, parameter in [*agent.actor.named_parameters(), *agent.value_model.named_parameters()]:
         assert parameter.grad is None, name
     assert all(p.grad is not None for p in agent.world_model.rssm.obs_posterior.parameters())
+
+
+def test_surprise_guard_stops_missed_events_from_training_the_prior():
+    """With the guard, a COPY step above the event split gives the prior no gradient
+    (the criterion missed an event there); READ steps and the unguarded loss still do."""
+    torch.manual_seed(0)
+    world_model = model(boundary_kind="surprise", surprise_reference="max")
+    policy = world_model.rssm.segment_policy
+    data = batch()
+    world_model.eval()
+    with torch.no_grad():
+        world_model(data)
+    world_model.train()
+    surprise = data["next", "obs_surprise"].squeeze(-1)
+    read = data["next", "boundary"].squeeze(-1).bool()
+    # Statistics that put the event split inside this batch's surprise range.
+    policy.surprise_momentum = 0.0
+    policy.update_statistics(surprise[:, 1:])
+    missed = ~read & (surprise >= policy.event_split())
+    assert missed.any() and (~missed & ~read).any() and read.any()
+
+    def prior_grad(guard: bool) -> torch.Tensor:
+        stats = data["next", "prior_stats"].detach().clone().requires_grad_(True)
+        rollout = data.clone()
+        rollout["next", "prior_stats"] = stats
+        WorldModelLoss(world_model, kl_rep=0.0, surprise_guard=guard).loss_from_rollout(
+            rollout)["loss_kl"].backward()
+        return stats.grad.abs().flatten(2).sum(-1)
+
+    guarded, plain = prior_grad(True), prior_grad(False)
+    assert (guarded[missed] == 0).all() and (plain[missed] > 0).any()
+    torch.testing.assert_close(guarded[~missed], plain[~missed])
+
+
+def test_surprise_guard_needs_a_surprise_kind():
+    with pytest.raises(ValueError, match="surprise_guard"):
+        WorldModelLoss(model(), surprise_guard=True)

@@ -142,7 +142,8 @@ class HierarchicalRSSM(nn.Module):
             (the first step and ``is_init`` steps are READ regardless).
             Imagination counts its segments from its own start.
         surprise_reference, surprise_threshold, surprise_prominence,
-            surprise_quantile, surprise_momentum, surprise_init_scale: options of the surprise
+            surprise_quantile, surprise_min_nats, surprise_momentum, surprise_init_scale:
+            options of the surprise
             criterion (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
 
     Every boundary decision is made by ``self.segment_policy`` (one
@@ -199,6 +200,7 @@ class HierarchicalRSSM(nn.Module):
         surprise_threshold: float | None = None,
         surprise_prominence: float = 0.1,
         surprise_quantile: float = 0.99,
+        surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
     ):
@@ -222,6 +224,7 @@ class HierarchicalRSSM(nn.Module):
             surprise_threshold=surprise_threshold,
             surprise_prominence=surprise_prominence,
             surprise_quantile=surprise_quantile,
+            surprise_min_nats=surprise_min_nats,
             surprise_momentum=surprise_momentum,
             surprise_init_scale=surprise_init_scale,
         )

@@ -136,6 +136,9 @@ class SegmentPolicy(nn.Module):
             above the lowest normalised surprise since the last READ, so a plateau READs
             once and a new peak has to come out of a trough.
         surprise_quantile: the quantile used as running maximum (``"max"`` only).
+        surprise_min_nats: a surprise READ also needs at least this much surprise in nats
+            (0: no floor). An absolute amount of new information, so it depends on the
+            observations and the latent sizes: a per-world option, not a default.
         surprise_momentum: EMA momentum of the surprise histogram.
         surprise_init_scale: the scale before any training sequence (nats).
 
@@ -164,6 +167,7 @@ class SegmentPolicy(nn.Module):
         surprise_threshold: float | None = None,
         surprise_prominence: float = 0.1,
         surprise_quantile: float = 0.99,
+        surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
     ):
@@ -194,6 +198,7 @@ class SegmentPolicy(nn.Module):
                 f"surprise_quantile must be in [0.5, 1) (a high quantile of the surprise), "
                 f"got {surprise_quantile!r}."
             )
+        self.surprise_min_nats = _check_fraction("surprise_min_nats", surprise_min_nats)
         self.surprise_momentum = _check_fraction(
             "surprise_momentum", surprise_momentum, low=0.0, high=1.0
         )
@@ -504,8 +509,8 @@ class SegmentPolicy(nn.Module):
         """The causal peak criterion: ``(read, normalised)`` from ``surprise`` (nats) and
         the lowest normalised surprise since the last READ (``trough``; 0 after a reset).
 
-        READ iff ``u >= surprise_threshold`` and ``u - trough >= surprise_prominence``
-        with ``u = surprise / scale``.
+        READ iff ``u >= surprise_threshold``, ``u - trough >= surprise_prominence`` and
+        ``surprise >= surprise_min_nats``, with ``u = surprise / scale``.
 
         Examples:
             >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=2.0)
@@ -517,6 +522,8 @@ class SegmentPolicy(nn.Module):
         read = (normalised >= self.surprise_threshold) & (
             normalised - trough >= self.surprise_prominence
         )
+        if self.surprise_min_nats > 0:
+            read = read & (surprise.detach() >= self.surprise_min_nats)
         return read, normalised
 
     def surprise_trough(
@@ -544,6 +551,22 @@ class SegmentPolicy(nn.Module):
             carried = torch.where(structural.reshape(carried.shape), self.typical_surprise(),
                                   carried)
         return carried.detach()
+
+    def event_split(self) -> torch.Tensor:
+        """The minimum-error split (nats) of the surprise histogram, whatever the
+        reference: above it a step is an event candidate. ``inf`` before any training
+        sequence.
+
+        Examples:
+            >>> policy = SegmentPolicy(surprise_reference="max", surprise_momentum=0.0)
+            >>> policy.event_split().item()
+            inf
+            >>> policy.update_statistics(torch.tensor([1.0] * 90 + [50.0] * 10))
+            >>> 1.0 < policy.event_split().item() < 50.0
+            True
+        """
+        seen = self.surprise_histogram.sum() > 0
+        return torch.where(seen, split_surprise(self.surprise_histogram), float("inf"))
 
     def typical_surprise(self) -> torch.Tensor:
         """The median of the surprise histogram in units of the scale (0 before any

@@ -72,6 +72,12 @@ class WorldModelLoss(LossModule):
             rate drifted to 0.6–0.8 on cartpole (``examples/README.md``).
         boundary_rate_target, boundary_rate_scale: boundary-rate regulariser
             (off by default).
+        surprise_guard: with a surprise boundary kind, drop the dynamics term of
+            the observation-level KL on COPY steps whose surprise is above the
+            event split (:meth:`~torchrl_vta.modules.segment_policy.SegmentPolicy.event_split`):
+            events the criterion missed do not train the prior to absorb them,
+            which would lower the surprise of later events (a collapse measured
+            with ``surprise_reference="max"``). Off by default.
 
     Examples:
         >>> import torch
@@ -102,8 +108,8 @@ class WorldModelLoss(LossModule):
             reward_logits, continue_logits: world-model head outputs.
             prior_stats, posterior_stats, abs_prior_stats, abs_posterior_stats,
             boundary, boundary_logits, boundary_prior_logits,
-            boundary_log_sample, boundary_forced, seg_len: rollout outputs
-            (see :data:`~torchrl_vta.modules.rssm.DEFAULT_ROLLOUT_KEYS`).
+            boundary_log_sample, boundary_forced, seg_len, obs_surprise: rollout
+            outputs (see :data:`~torchrl_vta.modules.rssm.DEFAULT_ROLLOUT_KEYS`).
         """
 
         reward: NestedKey = ("next", "reward")
@@ -118,6 +124,7 @@ class WorldModelLoss(LossModule):
         boundary_logits: NestedKey = ("next", "boundary_logits")
         boundary_prior_logits: NestedKey = ("next", "boundary_prior_logits")
         boundary_log_sample: NestedKey = ("next", "boundary_log_sample")
+        obs_surprise: NestedKey = ("next", "obs_surprise")
         boundary_forced: NestedKey = ("next", "boundary_forced")
 
     default_keys = _AcceptedKeys
@@ -142,8 +149,19 @@ class WorldModelLoss(LossModule):
         boundary_kl_rep: float = 1.0,
         boundary_rate_target: float | None = None,
         boundary_rate_scale: float = 0.0,
+        surprise_guard: bool = False,
     ):
         super().__init__()
+        if not isinstance(surprise_guard, bool):
+            raise ValueError(f"surprise_guard must be a bool, got {surprise_guard!r}.")
+        if surprise_guard and not (
+            world_model.rssm.levels == 2 and world_model.rssm.segment_policy.uses_surprise
+        ):
+            raise ValueError(
+                "surprise_guard=True needs levels=2 and a surprise boundary kind "
+                "(model.rssm.boundary_kind=surprise or learned+surprise)."
+            )
+        self.surprise_guard = surprise_guard
         if boundary_kl not in _BOUNDARY_KL:
             raise ValueError(f"boundary_kl={boundary_kl!r} is not one of {_BOUNDARY_KL}.")
         self.world_model = world_model
@@ -172,13 +190,26 @@ class WorldModelLoss(LossModule):
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
 
-    def _split_kl(self, latent, q_stats, p_stats, dyn, rep, free):
+    def _split_kl(self, latent, q_stats, p_stats, dyn, rep, free, dyn_weight=None):
         # DreamerV3: the dynamics term trains the prior, the representation
         # term the posterior; free bits clip each below `free` nats.
         kl_dyn = latent.kl(q_stats.detach(), p_stats)
         kl_rep = latent.kl(q_stats, p_stats.detach())
-        loss = dyn * kl_dyn.clamp_min(free) + rep * kl_rep.clamp_min(free)
+        dyn_term = kl_dyn.clamp_min(free)
+        if dyn_weight is not None:
+            dyn_term = dyn_term * dyn_weight.reshape(dyn_term.shape)
+        loss = dyn * dyn_term + rep * kl_rep.clamp_min(free)
         return loss, kl_rep.detach()
+
+    def _guard_weight(self, tensordict: TensorDictBase) -> torch.Tensor:
+        # A COPY step whose surprise is above the event split is an event the criterion
+        # missed: training the continued prior towards it would teach the observation level
+        # to absorb events, lower their surprise and make the next ones easier to miss.
+        policy = self.world_model.rssm.segment_policy
+        surprise = entry(self, tensordict, "obs_surprise").squeeze(-1).detach()
+        read = entry(self, tensordict, "boundary").squeeze(-1).detach().bool()
+        missed = ~read & (surprise >= policy.event_split())
+        return (~missed).to(surprise.dtype)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Run the world model on ``tensordict`` and return the losses."""
@@ -218,6 +249,7 @@ class WorldModelLoss(LossModule):
             self.kl_dyn,
             self.kl_rep,
             self.free_bits,
+            self._guard_weight(tensordict) if self.surprise_guard else None,
         )
         out["loss_kl"] = kl_loss.mean()
         out["kl_obs"] = kl.mean()
