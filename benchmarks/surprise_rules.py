@@ -6,8 +6,7 @@ that scale), the READs it made, the true events and its EMA histogram of ``log(1
 This script replays those surprises through :class:`~torchrl_vta.SegmentPolicy`'s criterion
 with each running scale (``surprise_reference`` ``"split"`` and ``"max"``, the latter with a
 prominence sweep, to show how sensitive it is) and prints F1 at τ = 1 and the READ rate next
-to the READs the model made when trained. The
-numbers ignore that other READs would have changed training: they choose what to try in a
+to the READs the model made when trained. The numbers ignore that other READs would have changed training: they choose what to try in a
 held-out run, they do not replace it.
 
     python benchmarks/surprise_rules.py benchmarks/results/surprise_train_windows_*.json
@@ -31,11 +30,7 @@ from pathlib import Path
 import torch
 
 from torchrl_vta.metrics import boundary_scores
-from torchrl_vta.modules.segment_policy import (
-    SegmentPolicy,
-    histogram_quantile,
-    split_surprise,
-)
+from torchrl_vta.modules.segment_policy import SegmentPolicy
 
 
 def criterion_reads(policy: SegmentPolicy, surprise: torch.Tensor) -> torch.Tensor:
@@ -82,10 +77,7 @@ def score_record(record: dict, rules=RULES) -> list[dict]:
     for reference, prominence in rules:
         policy = SegmentPolicy(kind="surprise", surprise_reference=reference,
                                surprise_prominence=prominence)
-        policy.surprise_histogram.copy_(histogram)
-        scale = (histogram_quantile(histogram, policy.surprise_quantile) if reference == "max"
-                 else split_surprise(histogram))
-        policy.surprise_scale.copy_(scale)
+        policy.load_histogram(histogram)
         f1, rate = _score(criterion_reads(policy, surprise), event)
         rows.append({"rule": f"{reference}, prominence {prominence}", "f1": f1,
                      "read_rate": rate})

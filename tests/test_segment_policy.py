@@ -359,3 +359,16 @@ def test_information_floor_keeps_small_peaks_from_reading():
     floored = SegmentPolicy(kind="surprise", surprise_init_scale=1.0, surprise_min_nats=25.0)
     assert plain.surprise_read(surprise, trough)[0].tolist() == [True, True]
     assert floored.surprise_read(surprise, trough)[0].tolist() == [False, True]
+
+
+def test_loaded_histogram_sets_the_scale_as_training_does():
+    values = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)])
+    for reference in ("split", "max"):
+        trained = SegmentPolicy(surprise_reference=reference, surprise_momentum=0.0)
+        trained.update_statistics(values)
+        loaded = SegmentPolicy(surprise_reference=reference)
+        loaded.load_histogram(trained.surprise_histogram.clone())
+        assert torch.equal(loaded.surprise_scale, trained.surprise_scale)
+    with pytest.raises(ValueError, match="histogram must have shape"):
+        SegmentPolicy().load_histogram(torch.zeros(10))
+

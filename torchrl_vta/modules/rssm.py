@@ -53,7 +53,8 @@ class RSSMState(NamedTuple):
     ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
     ``levels=1``; ``surprise`` (the lowest normalised surprise since the last
     READ, the trough the causal peak test of the segment policy measures a rise
-    from) has size 1 only when the boundary kind uses surprise. Segment counters are float tensors of shape ``[*B, 1]``.
+    from) has size 1 only when the boundary kind uses surprise. Segment counters
+    are float tensors of shape ``[*B, 1]``.
 
     Examples:
         >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
@@ -143,8 +144,8 @@ class HierarchicalRSSM(nn.Module):
             Imagination counts its segments from its own start.
         surprise_reference, surprise_threshold, surprise_prominence,
             surprise_quantile, surprise_min_nats, surprise_momentum, surprise_init_scale:
-            options of the surprise
-            criterion (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
+            options of the surprise criterion
+            (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
 
     Every boundary decision is made by ``self.segment_policy`` (one
     :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,

@@ -626,7 +626,28 @@ class SegmentPolicy(nn.Module):
         counts = torch.histc(logs, _BINS, 0.0, _LOG_MAX).to(self.surprise_histogram)
         fresh = self.surprise_histogram.sum() == 0
         momentum = 0.0 if fresh else self.surprise_momentum
-        self.surprise_histogram.mul_(momentum).add_((1 - momentum) * counts / counts.sum())
+        self.load_histogram(
+            momentum * self.surprise_histogram + (1 - momentum) * counts / counts.sum()
+        )
+
+    @torch.no_grad()
+    def load_histogram(self, histogram: torch.Tensor) -> None:
+        """Set the EMA histogram (``[128]``, of ``log(1 + surprise)``) and derive the scale
+        from it as :meth:`update_statistics` does, e.g. to replay a stored model's statistics.
+
+        Examples:
+            >>> values = torch.tensor([1.0] * 90 + [40.0] * 10).log1p()
+            >>> policy = SegmentPolicy(surprise_reference="max")
+            >>> policy.load_histogram(torch.histc(values, 128, 0.0, math.log1p(1e4)))
+            >>> 40.0 <= policy.surprise_scale.item() < 45.0
+            True
+        """
+        if histogram.shape != self.surprise_histogram.shape:
+            raise ValueError(
+                f"histogram must have shape {tuple(self.surprise_histogram.shape)}, "
+                f"got {tuple(histogram.shape)}."
+            )
+        self.surprise_histogram.copy_(histogram)
         if self.surprise_reference == "max":
             scale = histogram_quantile(self.surprise_histogram, self.surprise_quantile)
         else:
