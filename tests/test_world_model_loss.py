@@ -273,3 +273,46 @@ def test_surprise_guard_stops_missed_events_from_training_the_prior():
 def test_surprise_guard_needs_a_surprise_kind():
     with pytest.raises(ValueError, match="surprise_guard"):
         WorldModelLoss(model(), surprise_guard=True)
+
+
+def test_surprise_read_kl_trains_the_continued_prior_on_free_read_steps():
+    """The option adds the continued prior's dynamics KL (the surprise) on free READ steps
+    only; its gradient reaches the observation-level prior through the rollout."""
+    torch.manual_seed(0)
+    world_model = model(boundary_kind="surprise", surprise_reference="max")
+    policy = world_model.rssm.segment_policy
+    calibration = batch()
+    world_model.eval()
+    with torch.no_grad():
+        world_model(calibration)
+    policy.surprise_momentum = 0.0
+    policy.update_statistics(calibration["next", "obs_surprise"].squeeze(-1)[:, 1:])
+    world_model.train()
+    policy.surprise_momentum = 1.0  # keep the statistics the decisions above were set by
+    data = batch()
+    world_model(data)
+    surprise = data["next", "obs_surprise"].squeeze(-1)
+    read = data["next", "boundary"].squeeze(-1).bool()
+    free_read = read & ~data["next", "boundary_forced"].squeeze(-1)
+    assert surprise.requires_grad and free_read.any() and (~read).any()
+
+    leaf = surprise.detach().clone().requires_grad_(True)
+    rollout = data.clone()
+    rollout["next", "obs_surprise"] = leaf.unsqueeze(-1)
+    with_term = WorldModelLoss(world_model, surprise_read_kl=True).loss_from_rollout(rollout)
+    without = WorldModelLoss(world_model).loss_from_rollout(data.clone())
+    expected = 0.5 * (free_read * leaf.detach().clamp_min(1.0)).mean()
+    torch.testing.assert_close(with_term["loss_kl"] - without["loss_kl"], expected)
+    (grad,) = torch.autograd.grad(with_term["loss_kl"], leaf, retain_graph=True)
+    assert (grad[~free_read] == 0).all() and (grad[free_read & (leaf > 1.0)] > 0).all()
+
+    world_model.zero_grad()
+    extra = WorldModelLoss(world_model, surprise_read_kl=True)._read_kl(data).mean()
+    extra.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in world_model.rssm.obs_prior.parameters())
+
+
+def test_surprise_read_kl_needs_a_surprise_kind():
+    with pytest.raises(ValueError, match="surprise_read_kl"):
+        WorldModelLoss(model(), surprise_read_kl=True)
