@@ -268,11 +268,14 @@ def test_surprise_guard_stops_missed_events_from_training_the_prior():
     guarded, plain = prior_grad(True), prior_grad(False)
     assert (guarded[missed] == 0).all() and (plain[missed] > 0).any()
     torch.testing.assert_close(guarded[~missed], plain[~missed])
+    # The default (None) guards with a surprise kind.
+    torch.testing.assert_close(prior_grad(None), guarded)
 
 
 def test_surprise_guard_needs_a_surprise_kind():
     with pytest.raises(ValueError, match="surprise_guard"):
         WorldModelLoss(model(), surprise_guard=True)
+    assert not WorldModelLoss(model()).surprise_guard  # the default stays off for `learned`
 
 
 def test_surprise_read_kl_trains_the_continued_prior_on_free_read_steps():
