@@ -78,8 +78,9 @@ class WorldModelLoss(LossModule):
             events the criterion missed do not train the prior to absorb them,
             which would lower the surprise of later events (a collapse measured
             with ``surprise_reference="max"``). ``None`` (default): on with a surprise
-            boundary kind, off otherwise (held out at tau=1: maze F1 0.96 with it, 0.66
-            without; one_ball 0.97 either way; ``benchmarks/BOUNDARY_QUALITY.md``).
+            boundary kind, off otherwise (held out at tau=1: maze F1 0.96 and 0.68 on two
+            seeds with it, 0.66 without; one_ball 0.97 either way;
+            ``benchmarks/BOUNDARY_QUALITY.md``).
         surprise_read_kl: with a surprise boundary kind, also train the prior of the
             *continued* belief (the one the surprise is measured on) on free READ
             steps, with the dynamics term ``kl_dyn * max(free_bits, KL[sg q_c || p_c])``
