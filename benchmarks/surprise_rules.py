@@ -60,7 +60,7 @@ def _score(read: torch.Tensor, event: torch.Tensor) -> tuple[float, float]:
     return scores["f1"], float(read[:, 1:].float().mean())
 
 
-RULES = (("split", 0.1), ("max", 0.05), ("max", 0.1), ("max", 0.2))
+RULES = (("split", 0.1), ("split3", 0.1), ("max", 0.05), ("max", 0.1), ("max", 0.2))
 """(surprise_reference, surprise_prominence) pairs scored by default."""
 
 

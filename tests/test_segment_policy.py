@@ -16,6 +16,7 @@ from torchrl_vta.modules.segment_policy import (
     SegmentPolicy,
     histogram_quantile,
     split_surprise,
+    split_surprise3,
 )
 
 EMBED, ACTION = 6, 2
@@ -60,7 +61,7 @@ def _criterion_reads(policy, surprise):
     return [t for t, r in enumerate(reads) if r]
 
 
-@pytest.mark.parametrize("reference, scale", [("split", 2.5), ("max", 25.0)])
+@pytest.mark.parametrize("reference, scale", [("split", 2.5), ("split3", 2.5), ("max", 25.0)])
 def test_surprise_criterion_reads_at_planted_peaks_once_per_plateau(reference, scale):
     policy = SegmentPolicy(kind="surprise", surprise_reference=reference,
                            surprise_init_scale=scale)
@@ -129,6 +130,36 @@ def test_split_separates_two_populations_whatever_their_tail():
             [quiet, events])
         split = split_surprise(_histogram(values)).item()
         assert 3.0 <= split <= 20.0, (tail, split)
+
+
+def test_three_class_split_cuts_above_a_shoulder_of_expected_changes():
+    """A quiet mode at the free-bits floor, a shoulder of expected changes and events (the
+    maze's walking steps and turns): the two-class split cuts the shoulder off the quiet
+    mode, the three-class one cuts above it; with only a sliver between quiet and events it
+    is the two-class split, and the policy's scale and event split follow it."""
+    generator = torch.Generator().manual_seed(0)
+    quiet = 0.5 + 0.7 * torch.rand(640, generator=generator)                  # 0.5-1.2 nats
+    shoulder = torch.exp(torch.empty(220).uniform_(math.log(2.5), math.log(20.0),
+                                                   generator=generator))
+    events = torch.exp(torch.empty(140).uniform_(math.log(40.0), math.log(500.0),
+                                                 generator=generator))
+    histogram = _histogram(torch.cat([quiet, shoulder, events]))
+    assert split_surprise(histogram).item() < 2.5
+    assert 20.0 <= split_surprise3(histogram).item() <= 40.0
+    policy = SegmentPolicy(kind="surprise", surprise_reference="split3")
+    policy.load_histogram(histogram)
+    assert policy.surprise_scale == split_surprise3(histogram) == policy.event_split()
+    # A tight quiet mode and one broad event mode: the best three classes split the events
+    # (a middle class smaller than the top one), so the two-class split is kept. (Other
+    # samples of a broad mode can give a middle class as large as the top one: then the
+    # cut falls inside the events; see split_surprise3.)
+    generator = torch.Generator().manual_seed(0)
+    tight = torch.exp(math.log(2.0) + 0.15 * torch.randn(860, generator=generator))
+    broad = torch.exp(torch.empty(110).uniform_(math.log(40.0), math.log(400.0),
+                                                generator=generator))
+    sliver = _histogram(torch.cat([tight, broad]))
+    assert split_surprise(sliver).item() < 40.0
+    torch.testing.assert_close(split_surprise3(sliver), split_surprise(sliver))
 
 
 def test_running_maximum_ignores_a_few_huge_events():
@@ -363,7 +394,7 @@ def test_information_floor_keeps_small_peaks_from_reading():
 
 def test_loaded_histogram_sets_the_scale_as_training_does():
     values = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)])
-    for reference in ("split", "max"):
+    for reference in ("split", "split3", "max"):
         trained = SegmentPolicy(surprise_reference=reference, surprise_momentum=0.0)
         trained.update_statistics(values)
         loaded = SegmentPolicy(surprise_reference=reference)

@@ -23,6 +23,10 @@ decided), in nats, frozen in eval mode and at acting time. ``surprise_reference`
 * ``"split"`` (default): the minimum-error split of the histogram into "expected" and
   "event" (:func:`split_surprise`), with threshold 1: a READ is a peak above the split. It
   adapts to each world's surprise levels and is robust to the heavy tail of large events.
+* ``"split3"``: the upper cut of a three-class minimum-error split (quiet, a shoulder of
+  smaller expected changes, events; :func:`split_surprise3`), falling back to ``"split"``
+  where the middle class is only a sliver of the event tail. For worlds whose expected
+  changes (a new wall edge while walking) form a shoulder with no gap before the events.
 * ``"max"``: a running maximum, the ``surprise_quantile`` (0.99) quantile of the histogram,
   with threshold 0 and prominence 0.1 (SUNTA's max-normalised peaks). It copes with a
   multi-modal surprise where no split falls before the events (the maze's view changes),
@@ -64,13 +68,14 @@ __all__ = [
     "SegmentPolicy",
     "histogram_quantile",
     "split_surprise",
+    "split_surprise3",
 ]
 
 BOUNDARY_KINDS = ("learned", "surprise", "learned+surprise")
 LIMIT_MODES = ("prior", "both", "off")
 # The running scale of the surprise criterion, and the threshold (in units of that scale)
 # each uses unless one is given.
-SURPRISE_REFERENCES = {"split": 1.0, "max": 0.0}
+SURPRISE_REFERENCES = {"split": 1.0, "split3": 1.0, "max": 0.0}
 _ROLES = ("posterior", "prior", "imagine")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
 # normalised surprise and its rise above the segment's trough.
@@ -128,10 +133,10 @@ class SegmentPolicy(nn.Module):
             nothing. Structural READs happen regardless.
         temperature: Gumbel-softmax temperature, or a :class:`TemperatureSchedule` that
             :meth:`anneal` follows (the ``schedule`` attribute; it can be set later).
-        surprise_reference: the running scale, ``"split"`` (default) or ``"max"`` (see
-            the module docstring).
+        surprise_reference: the running scale, ``"split"`` (default), ``"split3"`` or
+            ``"max"`` (see the module docstring).
         surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``
-            (``None``: 1.0 with ``"split"``, at or above the split; 0.0 with ``"max"``).
+            (``None``: 1.0 with the splits, at or above the split; 0.0 with ``"max"``).
         surprise_prominence: ... and a rise of at least this much (in units of the scale)
             above the lowest normalised surprise since the last READ, so a plateau READs
             once and a new peak has to come out of a trough.
@@ -553,9 +558,9 @@ class SegmentPolicy(nn.Module):
         return carried.detach()
 
     def event_split(self) -> torch.Tensor:
-        """The minimum-error split (nats) of the surprise histogram, whatever the
-        reference: above it a step is an event candidate. ``inf`` before any training
-        sequence.
+        """The minimum-error split (nats) of the surprise histogram (three-class with
+        ``surprise_reference="split3"``, two-class otherwise): above it a step is an event
+        candidate. ``inf`` before any training sequence.
 
         Examples:
             >>> policy = SegmentPolicy(surprise_reference="max", surprise_momentum=0.0)
@@ -566,7 +571,8 @@ class SegmentPolicy(nn.Module):
             True
         """
         seen = self.surprise_histogram.sum() > 0
-        return torch.where(seen, split_surprise(self.surprise_histogram), float("inf"))
+        split = split_surprise3 if self.surprise_reference == "split3" else split_surprise
+        return torch.where(seen, split(self.surprise_histogram), float("inf"))
 
     def typical_surprise(self) -> torch.Tensor:
         """The median of the surprise histogram in units of the scale (0 before any
@@ -650,6 +656,8 @@ class SegmentPolicy(nn.Module):
         self.surprise_histogram.copy_(histogram)
         if self.surprise_reference == "max":
             scale = histogram_quantile(self.surprise_histogram, self.surprise_quantile)
+        elif self.surprise_reference == "split3":
+            scale = split_surprise3(self.surprise_histogram)
         else:
             scale = split_surprise(self.surprise_histogram)
         self.surprise_scale.copy_(scale)
@@ -719,3 +727,49 @@ def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
     allowed = (p1 >= 0.5) & (p2 > 1e-6) & (torch.arange(p.numel(), device=p.device) <= otsu)
     cut = torch.where(allowed, error, float("inf")).argmin() if allowed.any() else otsu
     return torch.expm1(edges[cut + 1]).clamp_min(1e-6)
+
+
+def _class_costs(histogram: torch.Tensor) -> torch.Tensor:
+    # cost[i, j]: Kittler-Illingworth term P log(sigma / P) of the class of bins [i, j),
+    # +inf for an empty class; from cumulative moments, so every class at once.
+    p = histogram / histogram.sum().clamp_min(1e-12)
+    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=p.device, dtype=p.dtype)
+    centres = (edges[:-1] + edges[1:]) / 2
+    zero = p.new_zeros(1)
+    moments = [torch.cat([zero, (p * centres**k).cumsum(0)]) for k in range(3)]
+    mass, first, second = (m[None, :] - m[:, None] for m in moments)
+    safe = mass.clamp_min(1e-12)
+    var = (second / safe - (first / safe).square()).clamp_min((edges[1] - edges[0]) ** 2 / 12)
+    return torch.where(mass > 1e-6, mass * (0.5 * var.log() - safe.log()), float("inf"))
+
+
+def split_surprise3(histogram: torch.Tensor) -> torch.Tensor:
+    """The upper cut (nats) of the three-class minimum-error split of a histogram of
+    ``log(1 + surprise)``: quiet steps, a shoulder of smaller expected changes, events.
+
+    The two cuts minimise the summed Kittler-Illingworth terms of the three classes, with at
+    least half of the mass below the upper cut. Where the middle class holds less mass than
+    the top one it is a sliver of the event tail, not a mode of expected steps, and the
+    two-class :func:`split_surprise` is returned instead. That rule is a heuristic: a broad
+    event mode (log-uniform over a decade) can split into two halves of similar mass, and
+    the cut then falls inside the events. Hence an option, not the default.
+
+    Examples:
+        >>> values = torch.tensor([1.0] * 60 + [8.0] * 26 + [200.0] * 14).log1p()
+        >>> hist = torch.histc(values, _BINS, 0, _LOG_MAX)
+        >>> split_surprise(hist).item() < 8.0 < split_surprise3(hist).item() <= 200.0
+        True
+    """
+    cost = _class_costs(histogram)
+    total = cost[0, :, None] + cost + cost[:, -1][None, :]
+    cut = torch.arange(_BINS + 1, device=histogram.device)
+    mass_below = (histogram / histogram.sum().clamp_min(1e-12)).cumsum(0)
+    below = torch.cat([mass_below.new_zeros(1), mass_below])
+    allowed = (cut[:, None] < cut[None, :]) & (below[None, :] >= 0.5)
+    flat = torch.where(allowed, total, float("inf")).argmin()
+    low, high = flat // (_BINS + 1), flat % (_BINS + 1)
+    if not torch.isfinite(total[low, high]) or below[high] - below[low] < 1 - below[high]:
+        return split_surprise(histogram)
+    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=histogram.device,
+                           dtype=histogram.dtype)
+    return torch.expm1(edges[high]).clamp_min(1e-6)
