@@ -274,7 +274,9 @@ def test_learned_surprise_posterior_reads_the_surprise():
 # ------------------------------------------------------------------ learning
 def test_boundary_prior_learns_the_surprise_decisions_on_a_fixed_batch():
     """The criterion's decisions are the prior's target: its boundary loss (the cross
-    entropy towards them) halves on a fixed batch of planted jumps."""
+    entropy towards them) halves on a fixed batch of planted jumps (400 updates: with the
+    surprise guard on by default the decisions settle later; 0.34 of the start at 400,
+    0.55 at 300)."""
     kind = "surprise"
     from tensordict import TensorDict
     from torchrl.data import Composite, Unbounded
@@ -293,7 +295,7 @@ def test_boundary_prior_learns_the_surprise_decisions_on_a_fixed_batch():
                         "next": {"position": embed, "reward": torch.zeros(8, 16, 1)}}, [8, 16])
     optimizer = torch.optim.Adam(loss.parameters(), lr=3e-3)
     values = []
-    for _ in range(300):
+    for _ in range(400):
         losses = loss(batch.clone())
         values.append(losses["loss_boundary"].item())
         optimizer.zero_grad()
