@@ -5,9 +5,10 @@ agent world model, the per-step surprise (normalised by the scale it was trained
 that scale), the READs it made, the true events and its EMA histogram of ``log(1 + surprise)``.
 This script replays those surprises through :class:`~torchrl_vta.SegmentPolicy`'s criterion
 with each running scale (``surprise_reference`` ``"split"`` and ``"max"``, the latter with a
-prominence sweep, to show how sensitive it is) and prints F1 at τ = 1 and the READ rate next
-to the READs the model made when trained. The numbers ignore that other READs would have changed training: they choose what to try in a
-held-out run, they do not replace it.
+prominence sweep, to show how sensitive it is; ``"split3"`` too) and prints F1 at τ = 1 and
+the READ rate next to the READs the model made when trained. The numbers ignore that other
+READs would have changed training: they choose what to try in a held-out run, they do not
+replace it.
 
     python benchmarks/surprise_rules.py benchmarks/results/surprise_train_windows_*.json
 

@@ -83,8 +83,7 @@ class RSSMStep(NamedTuple):
     forcing; ``boundary_prior_logits`` are the prior's logits for this step,
     predicted from the previous observation-level feature; ``obs_surprise``
     ``[*B, 1]`` is the observation level's surprise (nats) on the continued
-    belief, computed when the boundary kind uses it: ``KL[sg q_c || p_c]``,
-    differentiable in the continued prior ``p_c`` only (decisions read it detached).
+    belief, computed when the boundary kind uses it.
     """
 
     prior_stats: torch.Tensor
@@ -526,18 +525,16 @@ class HierarchicalRSSM(nn.Module):
         carried = prev.surprise
         if policy.uses_surprise:
             with torch.no_grad():
-                continued_post = self.obs_posterior(torch.cat([continued, embed], -1))
-            # Differentiable in the continued prior only (the dynamics term of its KL),
-            # so a loss can train that prior on READ steps too; decisions use it detached.
-            surprise = self.obs_posterior.kl(
-                continued_post, self.obs_prior(continued)
-            ).reshape(action.shape[:-1])
+                surprise = self.obs_posterior.kl(
+                    self.obs_posterior(torch.cat([continued, embed], -1)),
+                    self.obs_prior(continued),
+                ).reshape(action.shape[:-1])
             trough = prev.surprise.squeeze(-1)
-            criterion, normalised = policy.surprise_read(surprise.detach(), trough)
+            criterion, normalised = policy.surprise_read(surprise, trough)
             if structural is not None:
                 normalised = torch.where(structural, 0.0, normalised)
             if policy.kind == "learned+surprise":
-                extra = policy.surprise_features(surprise.detach(), normalised, trough)
+                extra = policy.surprise_features(surprise, normalised, trough)
         context = prev.boundary_context
         if policy.kind == "surprise":
             # The criterion decides alone: the learned detector is not run.
@@ -731,7 +728,7 @@ class HierarchicalRSSM(nn.Module):
         if self.training and self._carries_surprise:
             # After the whole sequence was decided, so its decisions used the scale
             # from before it, exactly as the acting filter does.
-            surprise = stacked["obs_surprise"].squeeze(-1).detach()
+            surprise = stacked["obs_surprise"].squeeze(-1)
             # Structural steps (sequence and episode starts) have no continued belief.
             valid = torch.ones_like(surprise, dtype=torch.bool)
             valid[..., 0] = False

@@ -571,8 +571,10 @@ class SegmentPolicy(nn.Module):
             True
         """
         seen = self.surprise_histogram.sum() > 0
-        split = split_surprise3 if self.surprise_reference == "split3" else split_surprise
-        return torch.where(seen, split(self.surprise_histogram), float("inf"))
+        # The split references hold it as their scale already (set with the histogram).
+        split = (split_surprise(self.surprise_histogram) if self.surprise_reference == "max"
+                 else self.surprise_scale)
+        return torch.where(seen, split, float("inf"))
 
     def typical_surprise(self) -> torch.Tensor:
         """The median of the surprise histogram in units of the scale (0 before any
@@ -670,6 +672,11 @@ class SegmentPolicy(nn.Module):
         )
 
 
+def _bin_edges(like: torch.Tensor) -> torch.Tensor:
+    # The edges of the histogram bins of log(1 + surprise), on like's device and dtype.
+    return torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=like.device, dtype=like.dtype)
+
+
 def histogram_quantile(histogram: torch.Tensor, quantile: float) -> torch.Tensor:
     """The ``quantile`` (nats) of a histogram of ``log(1 + surprise)``, as the upper edge of
     the bin where the cumulative mass reaches it (a running maximum for ``quantile`` near 1).
@@ -681,7 +688,7 @@ def histogram_quantile(histogram: torch.Tensor, quantile: float) -> torch.Tensor
         True
     """
     cdf = histogram.cumsum(0) / histogram.sum().clamp_min(1e-12)
-    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=cdf.device, dtype=cdf.dtype)
+    edges = _bin_edges(cdf)
     # The tolerance keeps float round-off in the cumulative sum from skipping a bin.
     index = torch.searchsorted(cdf, torch.tensor(quantile - 1e-6, dtype=cdf.dtype,
                                                  device=cdf.device)).clamp_max(_BINS - 1)
@@ -704,7 +711,7 @@ def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
         True
     """
     p = histogram / histogram.sum().clamp_min(1e-12)
-    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=p.device, dtype=p.dtype)
+    edges = _bin_edges(p)
     centres = (edges[:-1] + edges[1:]) / 2
     # A floor of one bin width on the spreads keeps a class of one bin finite.
     floor = (edges[1] - edges[0]) ** 2 / 12
@@ -733,7 +740,7 @@ def _class_costs(histogram: torch.Tensor) -> torch.Tensor:
     # cost[i, j]: Kittler-Illingworth term P log(sigma / P) of the class of bins [i, j),
     # +inf for an empty class; from cumulative moments, so every class at once.
     p = histogram / histogram.sum().clamp_min(1e-12)
-    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=p.device, dtype=p.dtype)
+    edges = _bin_edges(p)
     centres = (edges[:-1] + edges[1:]) / 2
     zero = p.new_zeros(1)
     moments = [torch.cat([zero, (p * centres**k).cumsum(0)]) for k in range(3)]
@@ -770,6 +777,4 @@ def split_surprise3(histogram: torch.Tensor) -> torch.Tensor:
     low, high = flat // (_BINS + 1), flat % (_BINS + 1)
     if not torch.isfinite(total[low, high]) or below[high] - below[low] < 1 - below[high]:
         return split_surprise(histogram)
-    edges = torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=histogram.device,
-                           dtype=histogram.dtype)
-    return torch.expm1(edges[high]).clamp_min(1e-6)
+    return torch.expm1(_bin_edges(histogram)[high]).clamp_min(1e-6)

@@ -81,14 +81,6 @@ class WorldModelLoss(LossModule):
             boundary kind, off otherwise (held out at tau=1: maze F1 0.96 and 0.68 on two
             seeds with it, 0.66 without; one_ball 0.97 either way;
             ``benchmarks/BOUNDARY_QUALITY.md``).
-        surprise_read_kl: with a surprise boundary kind, also train the prior of the
-            *continued* belief (the one the surprise is measured on) on free READ
-            steps, with the dynamics term ``kl_dyn * max(free_bits, KL[sg q_c || p_c])``
-            added to ``loss_kl``. Without it that prior learns only on COPY steps, so a
-            step that READs is never taught to be unsurprising (the frame after an
-            event stays surprising and READs again); with it the surprise is that of a
-            flat model, high only where the observation level cannot predict. Off by
-            default.
 
     Examples:
         >>> import torch
@@ -161,22 +153,20 @@ class WorldModelLoss(LossModule):
         boundary_rate_target: float | None = None,
         boundary_rate_scale: float = 0.0,
         surprise_guard: bool | None = None,
-        surprise_read_kl: bool = False,
     ):
         super().__init__()
-        uses_surprise = world_model.rssm.levels == 2 and world_model.rssm.segment_policy.uses_surprise
+        rssm = world_model.rssm
+        uses_surprise = rssm.levels == 2 and rssm.segment_policy.uses_surprise
         if surprise_guard is None:
             surprise_guard = uses_surprise
-        for name, value in (("surprise_guard", surprise_guard), ("surprise_read_kl", surprise_read_kl)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be a bool, got {value!r}.")
-            if value and not uses_surprise:
-                raise ValueError(
-                    f"{name}=True needs levels=2 and a surprise boundary kind "
-                    "(model.rssm.boundary_kind=surprise or learned+surprise)."
-                )
+        if not isinstance(surprise_guard, bool):
+            raise ValueError(f"surprise_guard must be a bool or None, got {surprise_guard!r}.")
+        if surprise_guard and not uses_surprise:
+            raise ValueError(
+                "surprise_guard=True needs levels=2 and a surprise boundary kind "
+                "(model.rssm.boundary_kind=surprise or learned+surprise)."
+            )
         self.surprise_guard = surprise_guard
-        self.surprise_read_kl = surprise_read_kl
         if boundary_kl not in _BOUNDARY_KL:
             raise ValueError(f"boundary_kl={boundary_kl!r} is not one of {_BOUNDARY_KL}.")
         self.world_model = world_model
@@ -226,19 +216,6 @@ class WorldModelLoss(LossModule):
         missed = ~read & (surprise >= policy.event_split())
         return (~missed).to(surprise.dtype)
 
-    def _read_kl(self, tensordict: TensorDictBase) -> torch.Tensor:
-        # On a READ step the KL above trains the prior restarted from the abstract level;
-        # the continued prior, whose KL is the surprise, would otherwise get no signal there.
-        surprise = entry(self, tensordict, "obs_surprise").squeeze(-1)
-        if not surprise.requires_grad and torch.is_grad_enabled():
-            raise ValueError(
-                "surprise_read_kl=True needs a differentiable obs_surprise: run the world "
-                "model in training mode with gradients enabled (not under torch.no_grad)."
-            )
-        read = entry(self, tensordict, "boundary").squeeze(-1).detach()
-        free = ~entry(self, tensordict, "boundary_forced").squeeze(-1)
-        return self.kl_dyn * (read * free) * surprise.clamp_min(self.free_bits)
-
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Run the world model on ``tensordict`` and return the losses."""
         self.world_model(tensordict)
@@ -279,8 +256,6 @@ class WorldModelLoss(LossModule):
             self.free_bits,
             self._guard_weight(tensordict) if self.surprise_guard else None,
         )
-        if self.surprise_read_kl:
-            kl_loss = kl_loss + self._read_kl(tensordict).reshape(kl_loss.shape)
         out["loss_kl"] = kl_loss.mean()
         out["kl_obs"] = kl.mean()
 
