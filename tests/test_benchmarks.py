@@ -57,3 +57,16 @@ def test_boundary_quality_runs_every_model_kind_and_world(tmp_path):
     for world in ("one_ball", "maze"):
         metrics = json.loads((tmp_path / f"{world}_agent_surprise" / "metrics.json").read_text())
         assert metrics["config"]["model"]["rssm"]["boundary_kind"] == "surprise"
+
+
+def test_surprise_trace_records_the_statistics_of_a_training_run(tmp_path):
+    out = tmp_path / "trace.json"
+    _run("surprise_trace.py", str(out), "--every", "1", "--", "preset=smoke",
+         "dataset=maze", "model=agent", "+model.rssm.boundary_kind=surprise",
+         f"hydra.run.dir={tmp_path / 'run'}", f"data_dir={tmp_path / 'data'}")
+    records = json.loads(out.read_text())["records"]
+    # preset=smoke trains 3 steps; evaluation (eval mode) adds no record.
+    assert [record["update"] for record in records] == [0, 1, 2]
+    for record in records:
+        assert len(record["histogram_log1p"]) == 128 and record["scale_nats"] > 0
+        assert abs(sum(record["histogram_log1p"]) - 1.0) < 1e-4
