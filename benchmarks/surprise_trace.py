@@ -4,7 +4,7 @@ Runs ``examples/vta_video.py`` with the given overrides and, every ``--every`` t
 updates, appends the segment policy's EMA histogram of ``log(1 + surprise)`` and its scale
 (the event split, nats) to a JSON file, rewritten as it goes, so a killed run keeps what it
 had. It answers *why* a READ rate jumps: replay any split rule over the recorded histograms
-(:func:`torchrl_vta.modules.segment_policy.split_surprise`) to see where it would have cut.
+(:func:`torchrl_vta.modules.surprise_split.split_surprise`) to see where it would have cut.
 
     python benchmarks/surprise_trace.py results/trace.json -- model=agent dataset=maze \
         +model.rssm.boundary_kind=surprise threads=1 batch_size=8 optim.lr=1e-3 \

@@ -11,12 +11,12 @@ from torch import nn
 from torchrl_vta.modules.boundary import READ, TemperatureSchedule
 from torchrl_vta.modules.original import OriginalVTA
 from torchrl_vta.modules.rssm import HierarchicalRSSM, HierarchicalStateEstimator
-from torchrl_vta.modules.segment_policy import (
-    BOUNDARY_KINDS,
-    SegmentPolicy,
+from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy
+from torchrl_vta.modules.surprise_split import (
     histogram_quantile,
     split_surprise,
     split_surprise3,
+    split_surprise_clusters,
 )
 
 EMBED, ACTION = 6, 2
@@ -160,6 +160,36 @@ def test_three_class_split_cuts_above_a_shoulder_of_expected_changes():
     sliver = _histogram(torch.cat([tight, broad]))
     assert split_surprise(sliver).item() < 40.0
     torch.testing.assert_close(split_surprise3(sliver), split_surprise(sliver))
+
+
+def test_cluster_split_cuts_above_the_second_mode_and_keeps_one_mode_alone():
+    """Quiet steps, a mode of expected changes and separated events (the maze late in
+    training): as the quiet mode grows the two-class split drops from above the middle mode
+    to below it, the cluster split stays above it, under the events; a single broad mode
+    and two modes keep the two-class split."""
+    generator = torch.Generator().manual_seed(0)
+
+    def logs(low, high, count):  # log-uniform surprise, nats
+        return torch.exp(torch.empty(count).uniform_(math.log(low), math.log(high),
+                                                     generator=generator))
+
+    events = logs(40.0, 90.0, 140)
+    for quiet in (300, 700):
+        values = torch.cat([logs(0.5, 1.0, quiet), logs(3.0, 15.0, 400), events])
+        histogram = _histogram(values)
+        cut = split_surprise_clusters(histogram).item()
+        assert 15.0 <= cut <= 40.0, (quiet, cut)
+        assert split_surprise_clusters(histogram) >= split_surprise(histogram)
+    assert split_surprise(histogram).item() < 3.0  # the two-class split has jumped down
+    policy = SegmentPolicy(kind="surprise", surprise_reference="clusters")
+    policy.load_histogram(histogram)
+    assert policy.surprise_scale == split_surprise_clusters(histogram) == policy.event_split()
+    quantiles = torch.linspace(0.001, 0.999, 999)
+    for values in (torch.exp(3 + 0.8 * 2**0.5 * torch.erfinv(2 * quantiles - 1)),
+                   torch.cat([logs(1.0, 3.0, 860), logs(40.0, 90.0, 140)])):
+        histogram = _histogram(values)
+        torch.testing.assert_close(split_surprise_clusters(histogram),
+                                   split_surprise(histogram))
 
 
 def test_running_maximum_ignores_a_few_huge_events():

@@ -215,3 +215,26 @@ def test_load_or_generate(tmp_path):
         assert torch.equal(again[key], fresh[key]) and torch.equal(first[key], fresh[key])
     with pytest.raises(ValueError, match="seed"):
         load_or_generate(path, "maze", 2, 6, seed=2, image_size=16, maze_size=3)
+
+
+def test_load_or_generate_keeps_a_concurrent_writers_copy(tmp_path, monkeypatch):
+    """Two runs generating the same dataset at once: the one that finishes second loads the
+    first one's copy instead of failing on the rename, and leaves no temporary folder."""
+    import os
+
+    import torchrl_vta.envs.datasets as datasets
+
+    path = tmp_path / "maze"
+    real_replace = os.replace
+
+    def other_process_finished_first(src, dst):
+        real_replace(src, dst)  # the "other" writer's copy lands at dst ...
+        datasets.generate_dataset("maze", 2, 6, seed=1, image_size=16, maze_size=3).memmap(
+            prefix=src)  # ... while ours is still in its temporary folder
+        real_replace(src, dst)
+
+    monkeypatch.setattr(datasets.os, "replace", other_process_finished_first)
+    data = load_or_generate(path, "maze", 2, 6, seed=1, image_size=16, maze_size=3)
+    fresh = generate_dataset("maze", 2, 6, seed=1, image_size=16, maze_size=3)
+    assert torch.equal(data["pixels"], fresh["pixels"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maze"]

@@ -11,6 +11,7 @@ from torch import nn
 from torchrl.envs import EnvBase, TensorDictPrimer
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
+from torchrl_vta.distributed import DataParallel, collective_statistics
 from torchrl_vta.guard import NonFiniteGuard
 from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.encoders import make_encoder_module
@@ -138,6 +139,12 @@ class Learner(nn.Module):
     raises :class:`~torchrl_vta.guard.NonFiniteUpdateError`. ``updates`` counts
     the updates in which at least one part stepped.
 
+    ``data_parallel`` (a :class:`~torchrl_vta.distributed.DataParallel`) makes it one rank of
+    a data-parallel learner: rank 0's state is broadcast at construction, each part's
+    gradients are averaged over the ranks before its clip, the guard checks the ranks' mean
+    loss, and the running statistics the losses update (surprise histogram, return
+    percentiles) come from every rank's batch, so the ranks stay bit-identical.
+
     Examples:
         >>> import torch
         >>> from torchrl_vta.envs import make_env
@@ -173,6 +180,7 @@ class Learner(nn.Module):
         compile_mode: str | None = None,
         autocast: str | None = None,
         max_skipped_updates: int = 10,
+        data_parallel: DataParallel | None = None,
     ):
         super().__init__()
         if autocast not in AUTOCAST:
@@ -208,6 +216,9 @@ class Learner(nn.Module):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.guard = NonFiniteGuard(["model", "actor", "critic"], max_consecutive=max_skipped_updates)
         self.autocast = autocast
+        self.data_parallel = data_parallel or DataParallel.single()
+        # Every rank starts from rank 0's parameters and statistics.
+        self.data_parallel.broadcast_(self)
         if compile:
             agent.world_model.rssm.compile_steps(mode=compile_mode)
 
@@ -223,10 +234,14 @@ class Learner(nn.Module):
 
     def _step(self, part, optimizer, loss, parameters, clip, restore) -> torch.Tensor:
         """Backward, clip, and step ``optimizer`` only if ``loss`` and the gradient norm are finite."""
+        parameters = list(parameters)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # Data-parallel: every rank clips and checks the same mean gradient and loss, so
+        # all step or all skip.
+        self.data_parallel.average_gradients(parameters)
         grad_norm = _clip(parameters, clip)
-        if self.guard.finite(part, loss, grad_norm):
+        if self.guard.finite(part, self.data_parallel.mean(loss), grad_norm):
             optimizer.step()
         else:
             optimizer.zero_grad(set_to_none=True)
@@ -234,7 +249,12 @@ class Learner(nn.Module):
         return grad_norm
 
     def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        """One step on every part; ``batch`` is ``[B, T]`` replay data."""
+        """One step on every part; ``batch`` is ``[B, T]`` replay data (this rank's share
+        with ``data_parallel``)."""
+        with collective_statistics(self.data_parallel):
+            return self._update(batch)
+
+    def _update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         model_opt, actor_opt, critic_opt = self.optimizers
         model_clip, actor_clip, critic_clip = self.clips
         metrics: dict[str, torch.Tensor] = {}

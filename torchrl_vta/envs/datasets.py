@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 
 from torchrl_vta.envs.balls import BallsWorld
 from torchrl_vta.envs.maze import NUM_ACTIONS, MazeWorld, make_maze
@@ -193,16 +193,8 @@ def load_or_generate(
     config = _resolve(world, num_sequences, seq_len, seed, image_size, world_options)
     config["format"] = _FORMAT_VERSION
     path = Path(path)
-    meta_file = path / _META_FILE
     if path.exists():
-        if not meta_file.exists():
-            raise ValueError(f"path {str(path)!r} exists but holds no {_META_FILE}; choose another path")
-        stored = json.loads(meta_file.read_text())
-        differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-        if differ:
-            details = {k: (stored.get(k), config.get(k)) for k in differ}
-            raise ValueError(f"dataset at {str(path)!r} was generated with other arguments (stored, requested): {details}")
-        return TensorDict.load_memmap(path)
+        return _load_checked(path, config)
     logger.info("generating %s dataset (%d x %d) into %s", world, num_sequences, seq_len, path)
     data = generate_dataset(world, num_sequences, seq_len, seed=seed, image_size=image_size, **world_options)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
@@ -210,5 +202,24 @@ def load_or_generate(
         shutil.rmtree(tmp)
     data.memmap(prefix=tmp)
     (tmp / _META_FILE).write_text(json.dumps(config, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        # Another process generating the same dataset finished first: keep its copy.
+        shutil.rmtree(tmp)
+        if not path.exists():
+            raise
+    return _load_checked(path, config)
+
+
+def _load_checked(path: Path, config: dict) -> TensorDictBase:
+    """Load the dataset at ``path`` after checking it was generated with ``config``."""
+    meta_file = path / _META_FILE
+    if not meta_file.exists():
+        raise ValueError(f"path {str(path)!r} exists but holds no {_META_FILE}; choose another path")
+    stored = json.loads(meta_file.read_text())
+    differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+    if differ:
+        details = {k: (stored.get(k), config.get(k)) for k in differ}
+        raise ValueError(f"dataset at {str(path)!r} was generated with other arguments (stored, requested): {details}")
     return TensorDict.load_memmap(path)

@@ -31,6 +31,7 @@ from torch import nn
 from torchrl.data import Composite, Unbounded
 from torchrl.envs import TensorDictPrimer
 
+from torchrl_vta.distributed import gather_statistics
 from torchrl_vta.modules._layers import dense_block
 from torchrl_vta.modules.boundary import READ, BoundaryPosterior, BoundaryPrior, mix_on_read
 from torchrl_vta.modules.latent import make_latent
@@ -734,7 +735,9 @@ class HierarchicalRSSM(nn.Module):
             valid[..., 0] = False
             if is_init is not None:
                 valid &= ~is_init
-            policy.update_statistics(surprise, valid)
+            # In a data-parallel learner, from every rank's batch (the same statistics
+            # on every rank, as from the combined batch).
+            policy.update_statistics(gather_statistics(surprise), gather_statistics(valid))
         return stacked, state
 
     def imagine(

@@ -27,6 +27,10 @@ decided), in nats, frozen in eval mode and at acting time. ``surprise_reference`
   smaller expected changes, events; :func:`split_surprise3`), falling back to ``"split"``
   where the middle class is only a sliver of the event tail. For worlds whose expected
   changes (a new wall edge while walking) form a shoulder with no gap before the events.
+* ``"clusters"``: ``"split"``, raised to the upper cut of Otsu's three-class split where
+  the histogram holds three clusters (:func:`split_surprise_clusters`): quiet steps, a
+  mode of expected changes, events. For worlds whose expected steps form two modes, where
+  the two-class split can jump between the two cuts during training (maze seed 1).
 * ``"max"``: a running maximum, the ``surprise_quantile`` (0.99) quantile of the histogram,
   with threshold 0 and prominence 0.1 (SUNTA's max-normalised peaks). It copes with a
   multi-modal surprise where no split falls before the events (the maze's view changes),
@@ -59,6 +63,14 @@ from torchrl_vta.modules.boundary import (
     sample_boundary,
     update_segment_counters,
 )
+from torchrl_vta.modules.surprise_split import (
+    BINS,
+    LOG_MAX,
+    histogram_quantile,
+    split_surprise,
+    split_surprise3,
+    split_surprise_clusters,
+)
 
 __all__ = [
     "BOUNDARY_KINDS",
@@ -66,23 +78,17 @@ __all__ = [
     "SURPRISE_REFERENCES",
     "BoundaryDecision",
     "SegmentPolicy",
-    "histogram_quantile",
-    "split_surprise",
-    "split_surprise3",
 ]
 
 BOUNDARY_KINDS = ("learned", "surprise", "learned+surprise")
 LIMIT_MODES = ("prior", "both", "off")
 # The running scale of the surprise criterion, and the threshold (in units of that scale)
 # each uses unless one is given.
-SURPRISE_REFERENCES = {"split": 1.0, "split3": 1.0, "max": 0.0}
+SURPRISE_REFERENCES = {"split": 1.0, "split3": 1.0, "clusters": 1.0, "max": 0.0}
 _ROLES = ("posterior", "prior", "imagine")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
 # normalised surprise and its rise above the segment's trough.
 SURPRISE_FEATURES = 3
-# Histogram of log(1 + surprise) for the running scale: 128 bins up to 1e4 nats (~7% apart).
-_BINS = 128
-_LOG_MAX = math.log1p(1e4)
 
 
 class BoundaryDecision(NamedTuple):
@@ -133,8 +139,8 @@ class SegmentPolicy(nn.Module):
             nothing. Structural READs happen regardless.
         temperature: Gumbel-softmax temperature, or a :class:`TemperatureSchedule` that
             :meth:`anneal` follows (the ``schedule`` attribute; it can be set later).
-        surprise_reference: the running scale, ``"split"`` (default), ``"split3"`` or
-            ``"max"`` (see the module docstring).
+        surprise_reference: the running scale, ``"split"`` (default), ``"split3"``,
+            ``"clusters"`` or ``"max"`` (see the module docstring).
         surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``
             (``None``: 1.0 with the splits, at or above the split; 0.0 with ``"max"``).
         surprise_prominence: ... and a rise of at least this much (in units of the scale)
@@ -211,7 +217,7 @@ class SegmentPolicy(nn.Module):
         if init <= 0:
             raise ValueError(f"surprise_init_scale must be > 0, got {surprise_init_scale!r}.")
         self.register_buffer("surprise_scale", torch.tensor(init))
-        self.register_buffer("surprise_histogram", torch.zeros(_BINS))
+        self.register_buffer("surprise_histogram", torch.zeros(BINS))
 
     # ------------------------------------------------------------ options
     @property
@@ -558,8 +564,8 @@ class SegmentPolicy(nn.Module):
         return carried.detach()
 
     def event_split(self) -> torch.Tensor:
-        """The minimum-error split (nats) of the surprise histogram (three-class with
-        ``surprise_reference="split3"``, two-class otherwise): above it a step is an event
+        """The split (nats) of the surprise histogram that its ``surprise_reference`` uses
+        (the two-class minimum-error split for ``"max"``): above it a step is an event
         candidate. ``inf`` before any training sequence.
 
         Examples:
@@ -630,8 +636,8 @@ class SegmentPolicy(nn.Module):
             values = values[valid.reshape(-1)]
         if values.numel() == 0:
             return
-        logs = values.float().clamp_min(0).log1p().clamp_max(_LOG_MAX)
-        counts = torch.histc(logs, _BINS, 0.0, _LOG_MAX).to(self.surprise_histogram)
+        logs = values.float().clamp_min(0).log1p().clamp_max(LOG_MAX)
+        counts = torch.histc(logs, BINS, 0.0, LOG_MAX).to(self.surprise_histogram)
         fresh = self.surprise_histogram.sum() == 0
         momentum = 0.0 if fresh else self.surprise_momentum
         self.load_histogram(
@@ -660,6 +666,8 @@ class SegmentPolicy(nn.Module):
             scale = histogram_quantile(self.surprise_histogram, self.surprise_quantile)
         elif self.surprise_reference == "split3":
             scale = split_surprise3(self.surprise_histogram)
+        elif self.surprise_reference == "clusters":
+            scale = split_surprise_clusters(self.surprise_histogram)
         else:
             scale = split_surprise(self.surprise_histogram)
         self.surprise_scale.copy_(scale)
@@ -670,111 +678,3 @@ class SegmentPolicy(nn.Module):
             f"max_seg_num={self.max_seg_num}, temperature={self.temperature}, "
             f"surprise_reference={self.surprise_reference!r}"
         )
-
-
-def _bin_edges(like: torch.Tensor) -> torch.Tensor:
-    # The edges of the histogram bins of log(1 + surprise), on like's device and dtype.
-    return torch.linspace(0.0, _LOG_MAX, _BINS + 1, device=like.device, dtype=like.dtype)
-
-
-def histogram_quantile(histogram: torch.Tensor, quantile: float) -> torch.Tensor:
-    """The ``quantile`` (nats) of a histogram of ``log(1 + surprise)``, as the upper edge of
-    the bin where the cumulative mass reaches it (a running maximum for ``quantile`` near 1).
-
-    Examples:
-        >>> values = torch.tensor([1.0] * 95 + [30.0] * 4 + [900.0])
-        >>> hist = torch.histc(values.log1p(), _BINS, 0, _LOG_MAX)
-        >>> 30.0 <= histogram_quantile(hist, 0.99).item() < 33.0
-        True
-    """
-    cdf = histogram.cumsum(0) / histogram.sum().clamp_min(1e-12)
-    edges = _bin_edges(cdf)
-    # The tolerance keeps float round-off in the cumulative sum from skipping a bin.
-    index = torch.searchsorted(cdf, torch.tensor(quantile - 1e-6, dtype=cdf.dtype,
-                                                 device=cdf.device)).clamp_max(_BINS - 1)
-    return torch.expm1(edges[index + 1]).clamp_min(1e-6)
-
-
-def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
-    """The minimum-error split (nats) of a histogram of ``log(1 + surprise)``.
-
-    Kittler and Illingworth's threshold: the cut whose two sides, each fitted by a
-    Gaussian, classify the histogram with the least error,
-    ``argmin_t P1 log(s1 / P1) + P2 log(s2 / P2)``, searched at or below Otsu's split and
-    with at least half of the mass below the cut. Unlike Otsu's split alone (two classes
-    of equal spread) it stays close to a tight "expected" mode when the "event" side is
-    broad, as surprise is. Returned as the upper edge of the last "expected" bin.
-
-    Examples:
-        >>> hist = torch.histc(torch.tensor([1.0] * 50 + [5.0] * 5).log1p(), _BINS, 0, _LOG_MAX)
-        >>> 1.0 < split_surprise(hist).item() <= 5.0
-        True
-    """
-    p = histogram / histogram.sum().clamp_min(1e-12)
-    edges = _bin_edges(p)
-    centres = (edges[:-1] + edges[1:]) / 2
-    # A floor of one bin width on the spreads keeps a class of one bin finite.
-    floor = (edges[1] - edges[0]) ** 2 / 12
-    p1 = p.cumsum(0)
-    m1 = (p * centres).cumsum(0)
-    q1 = (p * centres.square()).cumsum(0)
-    p2, m2, q2 = 1 - p1, m1[-1] - m1, q1[-1] - q1
-    var1 = (q1 / p1.clamp_min(1e-12) - (m1 / p1.clamp_min(1e-12)).square()).clamp_min(floor)
-    var2 = (q2 / p2.clamp_min(1e-12) - (m2 / p2.clamp_min(1e-12)).square()).clamp_min(floor)
-    error = p1 * (0.5 * var1.log() - p1.clamp_min(1e-12).log()) + p2 * (
-        0.5 * var2.log() - p2.clamp_min(1e-12).log()
-    )
-    # The criterion has degenerate minima where one side is a sliver of the tail (its
-    # spread is tiny). Events are the minority, so the cut keeps at least half of the mass
-    # below it, and it refines Otsu's split (the cut maximising the between-class
-    # variance, never degenerate) downwards only.
-    between = (m1[-1] * p1 - m1).square() / (p1 * p2).clamp_min(1e-12)
-    between = torch.where((p1 > 1e-6) & (p2 > 1e-6), between, -1.0)
-    otsu = between.argmax()
-    allowed = (p1 >= 0.5) & (p2 > 1e-6) & (torch.arange(p.numel(), device=p.device) <= otsu)
-    cut = torch.where(allowed, error, float("inf")).argmin() if allowed.any() else otsu
-    return torch.expm1(edges[cut + 1]).clamp_min(1e-6)
-
-
-def _class_costs(histogram: torch.Tensor) -> torch.Tensor:
-    # cost[i, j]: Kittler-Illingworth term P log(sigma / P) of the class of bins [i, j),
-    # +inf for an empty class; from cumulative moments, so every class at once.
-    p = histogram / histogram.sum().clamp_min(1e-12)
-    edges = _bin_edges(p)
-    centres = (edges[:-1] + edges[1:]) / 2
-    zero = p.new_zeros(1)
-    moments = [torch.cat([zero, (p * centres**k).cumsum(0)]) for k in range(3)]
-    mass, first, second = (m[None, :] - m[:, None] for m in moments)
-    safe = mass.clamp_min(1e-12)
-    var = (second / safe - (first / safe).square()).clamp_min((edges[1] - edges[0]) ** 2 / 12)
-    return torch.where(mass > 1e-6, mass * (0.5 * var.log() - safe.log()), float("inf"))
-
-
-def split_surprise3(histogram: torch.Tensor) -> torch.Tensor:
-    """The upper cut (nats) of the three-class minimum-error split of a histogram of
-    ``log(1 + surprise)``: quiet steps, a shoulder of smaller expected changes, events.
-
-    The two cuts minimise the summed Kittler-Illingworth terms of the three classes, with at
-    least half of the mass below the upper cut. Where the middle class holds less mass than
-    the top one it is a sliver of the event tail, not a mode of expected steps, and the
-    two-class :func:`split_surprise` is returned instead. That rule is a heuristic: a broad
-    event mode (log-uniform over a decade) can split into two halves of similar mass, and
-    the cut then falls inside the events. Hence an option, not the default.
-
-    Examples:
-        >>> values = torch.tensor([1.0] * 60 + [8.0] * 26 + [200.0] * 14).log1p()
-        >>> hist = torch.histc(values, _BINS, 0, _LOG_MAX)
-        >>> split_surprise(hist).item() < 8.0 < split_surprise3(hist).item() <= 200.0
-        True
-    """
-    cost = _class_costs(histogram)
-    total = cost[0, :, None] + cost + cost[:, -1][None, :]
-    cut = torch.arange(_BINS + 1, device=histogram.device)
-    mass_below = (histogram / histogram.sum().clamp_min(1e-12)).cumsum(0)
-    below = torch.cat([mass_below.new_zeros(1), mass_below])
-    allowed = (cut[:, None] < cut[None, :]) & (below[None, :] >= 0.5)
-    flat = torch.where(allowed, total, float("inf")).argmin()
-    low, high = flat // (_BINS + 1), flat % (_BINS + 1)
-    if not torch.isfinite(total[low, high]) or below[high] - below[low] < 1 - below[high]:
-        return split_surprise(histogram)
-    return torch.expm1(_bin_edges(histogram)[high]).clamp_min(1e-6)

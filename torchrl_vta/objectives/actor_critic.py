@@ -51,6 +51,7 @@ from torchrl.objectives import DreamerV3ValueLoss, LossModule, SoftUpdate
 from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value.functional import td_lambda_return_estimate
 
+from torchrl_vta.distributed import gather_statistics
 from torchrl_vta.modules.heads import ValueHead
 from torchrl_vta.modules.rssm import RSSMState
 from torchrl_vta.objectives.imagination import DEFAULT_GAMMA, frozen, imagine_trajectories
@@ -505,7 +506,7 @@ class ImaginationActorLoss(LossModule):
         entropy = imagined.get(keys.action_entropy)[..., :horizon, :]
         baseline = value[..., :horizon, :]
         if self.training:
-            self.retnorm.update(lambda_target)
+            self.retnorm.update(gather_statistics(lambda_target))
         scale = self.retnorm.scale()
         if self.gradient == "reinforce":
             advantage = ((lambda_target - baseline) / scale).detach()

@@ -9,6 +9,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from torchrl_vta.distributed import mean_over_ranks
 from torchrl_vta.objectives._checks import entry, nonnegative, total_loss
 
 from torchrl_vta.modules.boundary import READ, concrete_log_prob
@@ -20,10 +21,16 @@ __all__ = ["WorldModelLoss"]
 _BOUNDARY_KL = ("categorical", "concrete")
 
 
-def _masked_mean(value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _masked_mean(value: torch.Tensor, mask: torch.Tensor | None, *, loss: bool = False
+                 ) -> torch.Tensor:
     if mask is None:
         return value.mean()
-    return (value * mask).sum() / mask.sum().clamp_min(1)
+    count = mask.sum()
+    if loss:
+        # A data-parallel learner averages the ranks' gradients; over the ranks' mean count
+        # that average is the masked mean of the combined batch.
+        count = mean_over_ranks(count)
+    return (value * mask).sum() / count.clamp_min(1)
 
 
 def _categorical_kl(q_logits: torch.Tensor, p_logits: torch.Tensor) -> torch.Tensor:
@@ -289,7 +296,8 @@ class WorldModelLoss(LossModule):
                     log_sample, q_logits, temperature
                 ) - concrete_log_prob(log_sample, p_logits, temperature)
                 boundary_kl = boundary_loss.detach()
-            out["loss_boundary"] = self.boundary_scale * _masked_mean(boundary_loss, free)
+            out["loss_boundary"] = self.boundary_scale * _masked_mean(boundary_loss, free,
+                                                                      loss=True)
             out["kl_boundary"] = _masked_mean(boundary_kl, free)
             read_prob = q_logits.softmax(-1)[..., READ]
             rate = _masked_mean(read_prob, free)
