@@ -1,7 +1,12 @@
 """The data-parallel learner on two gloo ranks (spawned processes, tiny models)."""
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_vta import Agent, Learner
+from torchrl_vta import Agent, Checkpointer, Learner
 from torchrl_vta.distributed import DataParallel, collective_statistics, gather_statistics
 from torchrl_vta.envs import make_env
 from torchrl_vta.modules.rssm import HierarchicalRSSM
@@ -161,3 +166,89 @@ def test_from_environment_names_the_launcher_when_the_variables_are_missing(monk
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(RuntimeError, match="torchrun --nproc_per_node"):
         DataParallel.from_environment()
+
+
+# ---------------------------------------------------------------- the recipe under torchrun
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 20  # env steps per rank per collector batch
+RECIPE = [
+    "env=balls", "model=tiny", "learner.ddp=true", f"collector.frames_per_batch={BATCH}",
+    f"collector.init_random_frames={2 * BATCH}", "collector.train_ratio=4",
+    f"checkpoint.every_frames={4 * BATCH}", "eval.every_frames=100000", "eval.video=false",
+    "eval.max_steps=10", "threads=1",
+]
+
+
+def _torchrun(run, *overrides, pause=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("TORCHRL_VTA_CHECKPOINT_PAUSE", None)
+    if pause:
+        env["TORCHRL_VTA_CHECKPOINT_PAUSE"] = pause
+    log = run.parent / f"torchrun_{len(list(run.parent.glob('torchrun_*')))}.txt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+         str(ROOT / "examples" / "vta_dreamer.py"), *RECIPE, f"output_dir={run}", *overrides],
+        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, log
+
+
+def _wait(condition, process, log, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"torchrun exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"timed out:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def _wait_gone(pids, timeout=30):
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _frames(directory):
+    return [meta["frames"] for meta in Checkpointer(directory).metas()]
+
+
+def test_torchrun_two_ranks_train_and_a_run_killed_between_the_ranks_saves_resumes(tmp_path):
+    """Two gloo ranks train the recipe end to end (frame counts and checkpoint intervals count
+    both ranks' env steps: 2 x 20 per collector batch); killed while rank 0 has written its second
+    checkpoint and rank 1 has not, the run resumes both ranks from the first, the one they
+    share, and runs to its end with every rank's checkpoints at the same frame counts."""
+    run = tmp_path / "run"
+    main, other = run / "checkpoints", run / "checkpoints_rank1"
+    process, log = _torchrun(run, "collector.total_frames=4000", pause="begin@2:1")
+    _wait(lambda: (other / "PAUSED_begin").exists() and _frames(main)[:1] == [8 * BATCH],
+          process, log)
+    # kill -9 the launcher and both workers (torchrun starts them in sessions of their own):
+    # rank 0's pid is in the run lock, rank 1's in its pause marker.
+    workers = [int((run / ".lock").read_text()), int((other / "PAUSED_begin").read_text())]
+    for pid in [process.pid, *workers]:
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    _wait_gone(workers)
+    (other / "PAUSED_begin").unlink()
+    assert _frames(main) == [8 * BATCH, 4 * BATCH] and _frames(other) == [4 * BATCH]
+    # Each rank stored its own envs' steps.
+    replay_main = torch.load(Checkpointer(main).generations()[1] / "replay_000.pt")["tensor"]
+    replay_other = torch.load(Checkpointer(other).generations()[0] / "replay_000.pt")["tensor"]
+    assert replay_main.shape == replay_other.shape and not torch.equal(replay_main, replay_other)
+
+    total = 12 * BATCH
+    process, log = _torchrun(run, "resume=true", f"collector.total_frames={total}")
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert text.count(f"at {4 * BATCH} frames ({2 * BATCH} in the replay)") == WORLD, text[-3000:]
+    assert f"Done: {total} frames" in text
+    assert _frames(main) == _frames(other) == [total, 8 * BATCH]
+    # Rank 0's orphaned generation (written before the kill, past the shared one) is gone.
+    assert [p.name for p in Checkpointer(main).generations()] == ["gen_000004", "gen_000003"]
+    state = Checkpointer(main).load()
+    assert state["counters"]["frames"] == total and "agent" in state
+    assert "agent" not in Checkpointer(other).load()
+    assert list((run / "logs").rglob("*.csv")) and not (run / "logs_rank1").exists()

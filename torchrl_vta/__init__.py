@@ -6,7 +6,9 @@ or lives in a submodule for advanced use.
 
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_space
+from torchrl_vta.collectors import sync_policy_weights
 from torchrl_vta.config import RecipeConfig, flatten_config, resume_config
+from torchrl_vta.distributed import DataParallel, load_agreed_checkpoint
 from torchrl_vta.evaluation import replay_boundary_scores
 from torchrl_vta.envs import AudioInjection, generate_dataset, load_or_generate, make_env, register_env
 from torchrl_vta.metrics import (
@@ -86,9 +88,11 @@ __all__ = [
     "TRAJ_KEY",
     "Agent",
     "Checkpointer",
+    "DataParallel",
     "CheckpointError",
     "check_free_space",
     "flatten_config",
+    "load_agreed_checkpoint",
     "longest_trajectory",
     "GracefulStop",
     "NonFiniteUpdateError",
@@ -108,6 +112,7 @@ __all__ = [
     "save_episode_video",
     "save_strip",
     "select_device",
+    "sync_policy_weights",
     "AudioInjection",
     "BoundaryPosterior",
     "BoundaryPrior",

@@ -19,9 +19,10 @@ generations. A kill at any point leaves the previous generation intact and publi
 complete generation with a logged warning; if none is usable it raises
 :class:`CheckpointError` naming every file and what is wrong with it.
 
-Testing hook: ``TORCHRL_VTA_CHECKPOINT_PAUSE=<phase>[@<n>]`` makes the ``n``-th save of
-the process (default the first) write ``<directory>/PAUSED_<phase>`` and sleep at that
-phase, so a test can ``kill -9`` it there. Phases, in order: :data:`PHASES`.
+Testing hook: ``TORCHRL_VTA_CHECKPOINT_PAUSE=<phase>[@<n>][:<rank>]`` makes the ``n``-th
+save of the process (default the first; with ``:<rank>``, only in the process whose
+``RANK`` is that) write ``<directory>/PAUSED_<phase>`` and sleep at that phase, so a test
+can ``kill -9`` it there. Phases, in order: :data:`PHASES`.
 """
 
 from __future__ import annotations
@@ -269,7 +270,10 @@ class Checkpointer:
         spec = os.environ.get(_PAUSE_ENV)
         if not spec:
             return
-        name, _, nth = spec.partition("@")
+        spec_at, _, rank = spec.partition(":")
+        name, _, nth = spec_at.partition("@")
+        if rank and rank != os.environ.get("RANK", "0"):
+            return
         if name == phase and self._saves == int(nth or 1):
             (self.directory / f"PAUSED_{phase}").write_text(str(os.getpid()))
             log.warning("%s=%s: pausing the checkpoint write at phase %r.", _PAUSE_ENV, spec, phase)
@@ -277,8 +281,12 @@ class Checkpointer:
                 time.sleep(60)
 
     # -- save
-    def save(self, state: dict, replay_buffer=None) -> Path:
-        """Write ``state`` (and the filled part of ``replay_buffer``) as a new generation."""
+    def save(self, state: dict, replay_buffer=None, *, meta: dict | None = None) -> Path:
+        """Write ``state`` (and the filled part of ``replay_buffer``) as a new generation.
+
+        ``meta``: small JSON values stored in the manifest (e.g. the frame count), which
+        :meth:`metas` lists and :meth:`load`'s ``accept`` selects by without loading state.
+        """
         _check_finite(state)
         self._saves += 1
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -318,6 +326,7 @@ class Checkpointer:
                 "format": FORMAT,
                 "generation": generation,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "meta": dict(meta or {}),
                 "files": {f: {"bytes": (staging / f).stat().st_size, "sha256": _sha256(staging / f)}
                           for f in files},
             }
@@ -418,8 +427,31 @@ class Checkpointer:
             replay["data"][key] = part["tensor"]
         return replay
 
-    def load(self, replay_buffer=None) -> dict | None:
-        """The newest verified state, or ``None`` if the directory holds no checkpoint."""
+    def metas(self) -> list[dict]:
+        """The ``meta`` of every complete generation, newest first (manifests read, files
+        not verified; an unreadable manifest is left out).
+
+        Examples:
+            >>> import tempfile
+            >>> ckpt = Checkpointer(tempfile.mkdtemp())
+            >>> _ = ckpt.save({}, meta={"frames": 10}); _ = ckpt.save({}, meta={"frames": 20})
+            >>> [m["frames"] for m in ckpt.metas()], ckpt.load(accept=lambda m: m["frames"] == 10)
+            ([20, 10], {})
+        """
+        found = []
+        for generation in self.generations():
+            try:
+                found.append(dict(json.loads((generation / MANIFEST_FILE).read_text())["meta"]))
+            except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+                continue
+        return found
+
+    def load(self, replay_buffer=None, *, accept=None) -> dict | None:
+        """The newest verified state, or ``None`` if the directory holds no checkpoint.
+
+        ``accept(meta) -> bool`` restricts the search to the generations whose manifest
+        ``meta`` it accepts (e.g. the frame count every rank of a distributed run holds).
+        """
         candidates = self.generations()
         published = self.published()
         if published is not None and published in candidates:
@@ -439,6 +471,8 @@ class Checkpointer:
         for generation in candidates:
             try:
                 manifest = self.verify(generation)
+                if accept is not None and not accept(manifest.get("meta", {})):
+                    continue
                 gen_id = int(manifest["generation"])
                 state = self._load_file(generation / STATE_FILE, gen_id)
                 if replay_buffer is not None and REPLAY_FILE in manifest["files"]:
@@ -452,6 +486,8 @@ class Checkpointer:
             if problems:
                 log.warning("Fell back to checkpoint %s.", generation)
             return state
+        if accept is not None:
+            problems.append("no other generation has the requested meta")
         raise CheckpointError(
             f"no usable checkpoint in {self.directory}:\n  " + "\n  ".join(problems)
             + "\nRestore the files from a backup, or start a fresh run in this directory with "

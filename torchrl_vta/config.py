@@ -17,6 +17,7 @@ __all__ = [
     "CollectorConfig",
     "EnvConfig",
     "EvalConfig",
+    "LearnerConfig",
     "LoggerConfig",
     "LossConfig",
     "ModelConfig",
@@ -31,7 +32,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Keys a resumed run may change (a trailing ``.`` means the whole section).
-SAFE_ON_RESUME = ("collector.total_frames", "logger.", "eval.", "checkpoint.every_frames",
+SAFE_ON_RESUME = ("collector.total_frames", "collector.backend", "collector.sync_every", "logger.", "eval.", "checkpoint.every_frames",
                   "device", "threads", "compile", "compile_mode", "resume", "output_dir",
                   "overwrite")
 
@@ -112,6 +113,11 @@ class CollectorConfig:
     frames_per_batch: int = 50
     num_envs: int = 1
     train_ratio: float = 512.0
+    #: local | multiprocess | distributed | ray (torchrl_vta.collectors); null: local for
+    #: one env, multiprocess for several.
+    backend: Optional[str] = None
+    #: distributed / ray: batches between two weight syncs of the acting policy.
+    sync_every: int = 1
 
 
 @dataclass
@@ -131,6 +137,19 @@ class CheckpointConfig:
 
     every_frames: int = 10_000
     replay: bool = True
+
+
+@dataclass
+class LearnerConfig:
+    """Data-parallel learning: ``ddp=true`` under ``torchrun --nproc_per_node=N`` makes every
+    process one rank (its own envs, collector and replay shard; gradients averaged over the
+    ranks; rank 0 logs, evaluates and checkpoints). ``collector.total_frames`` and the
+    frame intervals count every rank's frames; ``replay.batch_size`` is per rank (the
+    effective batch is N times it) and ``collector.train_ratio`` keeps its meaning.
+    ``backend``: ``gloo`` (CPU) or ``nccl`` (CUDA); ``null`` picks by device."""
+
+    ddp: bool = False
+    backend: Optional[str] = None
 
 
 @dataclass
@@ -167,6 +186,7 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
     seed: int = 0
     device: str = "auto"
     compile: bool = False
@@ -208,6 +228,9 @@ class RecipeConfig:
                    ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
         if self.autocast is not None:
             one_of("autocast", self.autocast, ("bf16",))
+        if self.learner.backend is not None:
+            one_of("learner.backend", self.learner.backend, ("gloo", "nccl"))
+        self._check_collector_backend()
         for name in ("replay.batch_size", "replay.seq_len", "collector.frames_per_batch",
                      "collector.num_envs", "loss.horizon", "eval.episodes", "eval.max_steps",
                      "eval.every_frames", "checkpoint.every_frames", "logger.log_every",
@@ -262,6 +285,29 @@ class RecipeConfig:
 
             select_device(self.device)
         return self
+
+    def _check_collector_backend(self) -> None:
+        import importlib.util
+
+        from torchrl_vta.collectors import BACKENDS
+
+        backend = self.collector.backend
+        if self.collector.sync_every < 1:
+            raise ValueError(f"collector.sync_every must be >= 1, got {self.collector.sync_every}.")
+        if backend is None:
+            return
+        if backend not in BACKENDS:
+            raise ValueError(f"collector.backend={backend!r} is not one of {list(BACKENDS)} "
+                             "(or null: local for one env, multiprocess for several).")
+        if backend == "distributed" and self.learner.ddp:
+            raise ValueError(
+                "collector.backend=distributed and learner.ddp=true both need this process's "
+                "default torch.distributed group: with learner.ddp=true use "
+                "collector.backend=local|multiprocess (every rank collects its own data)."
+            )
+        if backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("collector.backend=ray needs Ray: pip install 'torchrl_vta[ray]', or "
+                             "use collector.backend=multiprocess|distributed.")
 
     def _check_env_options(self) -> None:
         from torchrl_vta.envs.registry import env_options

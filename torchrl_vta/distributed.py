@@ -49,7 +49,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DataParallel", "collective_statistics", "gather_statistics", "mean_over_ranks"]
+__all__ = ["DataParallel", "collective_statistics", "gather_statistics", "load_agreed_checkpoint",
+           "mean_over_ranks"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ class DataParallel:
         if owns:
             if backend is None:
                 backend = "nccl" if torch.cuda.is_available() else "gloo"
+            if backend == "nccl":
+                # One GPU per rank of this node.
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
             log.info("Joined the process group as rank %d of %d (%s).",
                      dist.get_rank(), dist.get_world_size(), backend)
@@ -193,6 +197,48 @@ class DataParallel:
         dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.group)
         return bool(value.item())
 
+    def gather_object(self, obj) -> list:
+        """Every rank's picklable ``obj``, in rank order."""
+        if not self.distributed:
+            return [obj]
+        found = [None] * self.world_size
+        dist.all_gather_object(found, obj, group=self.group)
+        return found
+
+    def broadcast_object(self, obj, src: int = 0):
+        """Rank ``src``'s picklable ``obj`` on every rank."""
+        if not self.distributed:
+            return obj
+        box = [obj if self.rank == src else None]
+        dist.broadcast_object_list(box, src=src, group=self.group)
+        return box[0]
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """A block every rank runs: if it raises on any rank, it raises on every rank, so
+        no rank is left waiting in a collective for one that failed. The block itself must
+        not make collectives.
+
+        Examples:
+            >>> parallel = DataParallel.single()
+            >>> with parallel.together():
+            ...     raise ValueError("bad key")
+            Traceback (most recent call last):
+            ...
+            ValueError: bad key
+        """
+        error = None
+        try:
+            yield
+        except Exception as caught:  # re-raised below, on every rank
+            error = caught
+        failures = self.gather_object(None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        for rank, message in enumerate(failures):
+            if message is not None:
+                raise RuntimeError(f"rank {rank} failed: {message}")
+
     def broadcast_(self, module: nn.Module, src: int = 0) -> None:
         """Copy rank ``src``'s parameters and buffers into ``module`` on every rank."""
         if not self.distributed:
@@ -265,3 +311,49 @@ def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
     if parallel is None or not parallel.distributed:
         return value
     return parallel.mean(value)
+
+
+def load_agreed_checkpoint(checkpointer, parallel: DataParallel) -> dict | None:
+    """Every rank's newest checkpoint at a frame count all ranks hold (a collective).
+
+    A distributed run saves each rank's generation with ``meta={"frames": ...,
+    "world_size": ...}``; a run killed between two ranks' saves leaves the ranks one
+    generation apart, and they resume from the last one they share. With one process
+    this is ``checkpointer.load()``. Returns ``None`` when no rank holds a checkpoint.
+
+    Examples:
+        >>> import tempfile
+        >>> from torchrl_vta import Checkpointer
+        >>> ckpt = Checkpointer(tempfile.mkdtemp())
+        >>> _ = ckpt.save({"step": 1}, meta={"frames": 50, "world_size": 1})
+        >>> load_agreed_checkpoint(ckpt, DataParallel.single())
+        {'step': 1}
+    """
+    from torchrl_vta.checkpoint import CheckpointError
+
+    with parallel.together():
+        held = [(meta.get("frames"), meta.get("world_size", 1)) for meta in checkpointer.metas()]
+    everyone = parallel.gather_object(held)
+    sizes = sorted({size for ranks in everyone for _, size in ranks} - {parallel.world_size},
+                   key=str)
+    if sizes:
+        raise ValueError(
+            f"the checkpoints in {checkpointer.directory} were written by a run of {sizes} "
+            f"rank(s), this one has {parallel.world_size}: resume with the same "
+            "`torchrun --nproc_per_node` and learner.ddp (the replay is sharded per rank)."
+        )
+    if not parallel.distributed:
+        return checkpointer.load()
+    if not any(everyone):
+        return None
+    common = set.intersection(*({frames for frames, _ in ranks} for ranks in everyone)) - {None}
+    if not common:
+        raise CheckpointError(
+            "the ranks hold no checkpoint at a common frame count (frames per rank: "
+            f"{[[frames for frames, _ in ranks] for ranks in everyone]}); start over with "
+            "overwrite=true."
+        )
+    frames = max(common)
+    with parallel.together():
+        state = checkpointer.load(accept=lambda meta: meta.get("frames") == frames)
+    return state

@@ -15,12 +15,12 @@ from typing import Any, Callable
 
 import torch
 from tensordict import TensorDictBase
-from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_vta.agent import Agent, Learner
+from torchrl_vta.collectors import make_collector
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
 from torchrl_vta.modules.boundary import TemperatureSchedule
@@ -134,8 +134,9 @@ def make_agent(env: EnvBase, cfg: RecipeConfig) -> Agent:
     )
 
 
-def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
-    """The learner with ``cfg.loss`` and ``cfg.optim``.
+def make_learner(agent: Agent, cfg: RecipeConfig, data_parallel=None) -> Learner:
+    """The learner with ``cfg.loss`` and ``cfg.optim`` (one rank of a data-parallel learner
+    with ``data_parallel``, a :class:`~torchrl_vta.distributed.DataParallel`).
 
     With ``loss.temperature_final`` set, the RSSM's segment policy gets a
     :class:`TemperatureSchedule` from its current temperature to that value, which the
@@ -181,60 +182,7 @@ def make_learner(agent: Agent, cfg: RecipeConfig) -> Learner:
         compile_mode=cfg.compile_mode,
         autocast=cfg.autocast,
         max_skipped_updates=optim.max_skipped_updates,
-    )
-
-
-def make_collector(
-    cfg: RecipeConfig,
-    policy: Callable,
-    *,
-    remaining_frames: int,
-    init_random_frames: int,
-    primer_factory: Callable,
-    device: torch.device,
-):
-    """TorchRL ``Collector`` (one env) or ``MultiSyncCollector`` (``collector.num_envs > 1``).
-
-    Every env gets the agent's primer so the recurrent acting state is carried.
-
-    Examples:
-        >>> cfg = RecipeConfig()
-        >>> cfg.model.preset = "test"
-        >>> cfg.env.name, cfg.env.options = "maze", {"image_size": 16}
-        >>> agent = make_agent(make_env_factory(cfg)(), cfg)
-        >>> collector = make_collector(cfg, agent.policy, remaining_frames=10, init_random_frames=0,
-        ...                            primer_factory=agent.make_primer, device=torch.device("cpu"))
-        >>> batch = next(iter(collector))
-        >>> batch["boundary"].shape[-1], ("collector", "traj_ids") in batch.keys(True)
-        (1, True)
-        >>> collector.shutdown()
-    """
-
-    def env_with_primer(offset: int) -> Callable[[], EnvBase]:
-        base = make_env_factory(cfg, seed_offset=offset)
-
-        def factory() -> EnvBase:
-            env = base()
-            env.append_transform(primer_factory())
-            return env
-
-        return factory
-
-    options = dict(
-        frames_per_batch=cfg.collector.frames_per_batch * cfg.collector.num_envs,
-        total_frames=remaining_frames,
-        init_random_frames=init_random_frames,
-        policy_device=device,
-        storing_device="cpu",
-        env_device="cpu",
-    )
-    if cfg.collector.num_envs == 1:
-        return Collector(env_with_primer(0)(), policy, **options)
-    return MultiSyncCollector(
-        [env_with_primer(i) for i in range(cfg.collector.num_envs)],
-        policy,
-        cat_results="stack",
-        **options,
+        data_parallel=data_parallel,
     )
 
 
