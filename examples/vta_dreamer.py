@@ -244,6 +244,7 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
         }
         if main_rank:
             state.update(agent=agent.state_dict(), learner=learner.state_dict())
+        parallel.check_in_step(agent)  # the ranks must still be one model
         with parallel.together():
             path = checkpointer.save(
                 state, replay if cfg.checkpoint.replay else None,

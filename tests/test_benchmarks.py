@@ -70,3 +70,20 @@ def test_surprise_trace_records_the_statistics_of_a_training_run(tmp_path):
     for record in records:
         assert len(record["histogram_log1p"]) == 128 and record["scale_nats"] > 0
         assert abs(sum(record["histogram_log1p"]) - 1.0) < 1e-4
+
+
+def test_distributed_throughput_measures_collection_and_a_two_rank_learner(tmp_path):
+    out = tmp_path / "throughput.json"
+    _run("distributed_throughput.py", "run", "--backends", "local", "--batches", "1",
+         "--updates", "1", "--warmup", "0", "--out", str(out), "--", "model=tiny",
+         "collector.frames_per_batch=10", "env.options.image_size=16")
+    report = json.loads(out.read_text())
+    assert [(row["backend"], row["workers"]) for row in report["collect"]] == [
+        ("local", 1), ("local", 2)]
+    assert [row["ranks"] for row in report["learn"]] == [1, 2]
+    for row in report["collect"]:
+        assert row["frames"] == 10 * row["workers"] and row["env_steps_per_s"] > 0
+    for row in report["learn"]:
+        batch, seq_len = row["batch_per_rank"]
+        expected = row["updates_per_s"] * row["ranks"] * batch * seq_len
+        assert abs(row["replayed_steps_per_s"] - expected) <= 1e-9 * expected

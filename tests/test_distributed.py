@@ -145,6 +145,11 @@ def _exchanges_worker(rank, directory):
     silent = torch.nn.Linear(2, 1)         # no gradient on any rank: stays None
     parallel.average_gradients(silent.parameters())
     assert silent.weight.grad is None
+    parallel.check_in_step(layer)          # equal after the broadcast
+    with torch.no_grad():
+        layer.bias.add_(rank)              # one rank drifts: every rank raises, naming it
+    with pytest.raises(RuntimeError, match=r"differ in 1 tensor\(s\), e.g. \['bias'\]"):
+        parallel.check_in_step(layer)
     assert parallel.any(rank == 1) and not parallel.all(rank == 1) and parallel.all(True)
     assert parallel.mean(torch.tensor(float(rank))).item() == 0.5
     flags = torch.tensor([rank == 0, True])

@@ -185,6 +185,27 @@ class DataParallel:
         dist.all_gather(parts, local, group=self.group)
         return torch.cat(parts, 0).to(value.device, value.dtype)
 
+    def check_in_step(self, module: nn.Module) -> None:
+        """Raise on every rank if ``module``'s parameters or buffers differ between ranks
+        (compared by a float64 sum per tensor: cheap enough for every checkpoint).
+
+        Examples:
+            >>> DataParallel.single().check_in_step(nn.Linear(2, 2))  # one rank: nothing to compare
+        """
+        if not self.distributed:
+            return
+        tensors = [*module.parameters(), *module.buffers()]
+        sums = torch.stack([t.detach().double().sum() for t in tensors])
+        everyone = self.gather(sums[None].to(self._device())).cpu()
+        apart = (everyone != everyone[:1]).any(0).nonzero().flatten().tolist()
+        if apart:
+            names = [name for name, _ in [*module.named_parameters(), *module.named_buffers()]]
+            raise RuntimeError(
+                f"the data-parallel ranks' models differ in {len(apart)} tensor(s), e.g. "
+                f"{[names[i] for i in apart[:3]]}: a part of the update is not averaged or "
+                "a running statistic is taken from one rank's batch only."
+            )
+
     def all(self, flag: bool) -> bool:
         """``flag`` on every rank."""
         return not self.any(not flag)
