@@ -10,6 +10,7 @@ from torchrl_vta.envs.datasets import generate_dataset, load_or_generate
 from torchrl_vta.envs.dmc import make_dmc_env
 from torchrl_vta.envs.maze import make_maze_env
 from torchrl_vta.envs.registry import env_options, make_env, register_env, registered_envs
+from torchrl_vta.envs.traffic import make_traffic_env, traffic_sequences
 from torchrl_vta.envs.transforms import AudioInjection, CenterAudio, ResizeImage
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "load_or_generate",
     "make_balls_env",
     "make_maze_env",
+    "make_traffic_env",
+    "traffic_sequences",
     "make_atari_env",
     "make_dmc_env",
     "make_env",

@@ -18,6 +18,7 @@ from torchrl_vta.envs.atari import make_atari_env
 from torchrl_vta.envs.balls import make_balls_env
 from torchrl_vta.envs.dmc import make_dmc_env
 from torchrl_vta.envs.maze import make_maze_env
+from torchrl_vta.envs.traffic import make_traffic_env
 
 __all__ = ["env_options", "make_env", "register_env", "registered_envs"]
 
@@ -106,3 +107,4 @@ register_env("dmc", make_dmc_env)
 register_env("atari", make_atari_env)
 register_env("balls", make_balls_env)
 register_env("maze", make_maze_env)
+register_env("traffic", make_traffic_env)

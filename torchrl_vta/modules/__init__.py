@@ -26,6 +26,7 @@ from torchrl_vta.modules.rssm import (
     RSSMStep,
 )
 from torchrl_vta.modules.segment_policy import BoundaryDecision, SegmentPolicy
+from torchrl_vta.modules.sets import SetDecoder, SetEncoder
 from torchrl_vta.modules.world_model import HierarchicalWorldModel, make_world_model
 
 __all__ = [
@@ -51,6 +52,8 @@ __all__ = [
     "RSSMStep",
     "RewardHead",
     "SegmentPolicy",
+    "SetDecoder",
+    "SetEncoder",
     "TemperatureSchedule",
     "TwoHotHead",
     "ValueHead",

@@ -8,7 +8,10 @@ feature with one network per path, built from TorchRL's DreamerV3 blocks:
   ``[0, 1]`` scale (unbounded);
 - ``mlp``: one :class:`~torchrl.modules.DreamerV3MLP` predicting ``symlog(x)``
   of every vector key;
-- ``audio``: one :class:`~torchrl.modules.DreamerV3MLP` predicting raw audio.
+- ``audio``: one :class:`~torchrl.modules.DreamerV3MLP` predicting raw audio;
+- ``set``: one :class:`~torchrl_vta.modules.sets.SetDecoder` per set key ``[K, F]``,
+  predicting every slot's columns and an existence logit (scored on the slots the
+  key's mask marks, see :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`).
 
 :meth:`MultiDecoder.loss` gives each key's per-sample loss (image MSE summed
 over pixels, vector symlog-MSE summed over the vector, audio MSE summed), and
@@ -27,6 +30,7 @@ from torch import nn
 from torchrl.modules import DreamerV3ImageDecoder, DreamerV3MLP
 from torchrl.modules.functional import symlog
 
+from torchrl_vta.modules.sets import SetDecoder
 from torchrl_vta.modules.encoders import (
     PATHS,
     MultiEncoder,
@@ -68,11 +72,17 @@ class MultiDecoder(nn.Module):
             Defaults to ``mlp_layers``.
         audio_units (int, optional): width of the audio MLP. Defaults to
             ``mlp_units``.
+        set_discrete (mapping, optional): ``{column: cardinality}`` of the set keys'
+            integer-valued columns.
+        set_units (int): hidden width of the set decoders. Defaults to 128.
+        set_mask_keys (mapping, optional): set key -> the key of its mask among the loss
+            targets (``None``: every slot exists).
         device (torch.device, optional): device of the parameters.
 
     Attributes:
         out_keys (list of NestedKey): decoded observation keys, ``forward`` order.
-        cnn_out_keys, mlp_out_keys, audio_out_keys (list of NestedKey): keys per path.
+        cnn_out_keys, mlp_out_keys, audio_out_keys, set_out_keys (list of NestedKey): keys
+            per path.
         routing (dict), key_shapes (dict): as given, restricted to ``out_keys``.
 
     Examples:
@@ -106,6 +116,9 @@ class MultiDecoder(nn.Module):
         mlp_units: int = 256,
         audio_layers: int | None = None,
         audio_units: int | None = None,
+        set_discrete: Mapping[int, int] | None = None,
+        set_units: int = 128,
+        set_mask_keys: Mapping[NestedKey, NestedKey | None] | None = None,
         device: torch.device | str | None = None,
     ):
         super().__init__()
@@ -123,7 +136,7 @@ class MultiDecoder(nn.Module):
                 raise ValueError(
                     f"routing names {key_name(key)!r}, which has no entry in key_shapes."
                 )
-            expected = 3 if path == "cnn" else 1
+            expected = {"cnn": 3, "set": 2}.get(path, 1)
             if len(shapes[key]) != expected:
                 raise ValueError(
                     f"key_shapes[{key_name(key)!r}]={tuple(shapes[key])} does not fit "
@@ -132,7 +145,11 @@ class MultiDecoder(nn.Module):
         self.cnn_out_keys = [k for k, p in routing.items() if p == "cnn"]
         self.mlp_out_keys = [k for k, p in routing.items() if p == "mlp"]
         self.audio_out_keys = [k for k, p in routing.items() if p == "audio"]
-        self.out_keys = self.cnn_out_keys + self.mlp_out_keys + self.audio_out_keys
+        self.set_out_keys = [k for k, p in routing.items() if p == "set"]
+        self.out_keys = (self.cnn_out_keys + self.mlp_out_keys + self.audio_out_keys
+                         + self.set_out_keys)
+        self.set_mask_keys = {unravel_key(k): None if v is None else unravel_key(v)
+                              for k, v in (set_mask_keys or {}).items()}
         self.routing = {k: routing[k] for k in self.out_keys}
         self.key_shapes = {k: shapes[k] for k in self.out_keys}
         audio_layers = mlp_layers if audio_layers is None else audio_layers
@@ -159,6 +176,15 @@ class MultiDecoder(nn.Module):
                 num_cells=_positive_int("audio_units", audio_units),
                 device=device,
             )
+
+        self.set_discrete = dict(set_discrete or {})
+        self.set_units = _positive_int("set_units", set_units)
+        self.sets = nn.ModuleList(
+            SetDecoder(self.in_features, slots=self.key_shapes[k][0],
+                       features=self.key_shapes[k][1], discrete=self.set_discrete,
+                       units=self.set_units, device=device)
+            for k in self.set_out_keys
+        )
 
     def _image_decoder(self, depth, mults, kernel, blocks, device) -> DreamerV3ImageDecoder:
         _positive_int("cnn_depth", depth)
@@ -254,6 +280,9 @@ class MultiDecoder(nn.Module):
             mlp_units=pick(mlp_units, encoder.mlp_units),
             audio_layers=pick(audio_layers, encoder.audio_layers),
             audio_units=pick(audio_units, encoder.audio_units),
+            set_discrete=encoder.set_discrete,
+            set_units=encoder.set_units,
+            set_mask_keys=encoder.set_mask_keys,
             device=device,
         )
 
@@ -276,6 +305,7 @@ class MultiDecoder(nn.Module):
             if module is not None:
                 sizes = [self.key_shapes[k][0] for k in keys]
                 outputs.extend(module(value).split(sizes, dim=-1))
+        outputs.extend(decoder(value) for decoder in self.sets)
         return tuple(outputs)
 
     def loss(
@@ -287,9 +317,11 @@ class MultiDecoder(nn.Module):
 
         Images: squared error summed over ``C, H, W``, uint8 targets divided by
         255 first. Vectors: ``(prediction - symlog(target))**2`` summed.
-        Audio: squared error summed. A perfect prediction scores exactly 0.
-        Both mappings are indexed by observation key (:attr:`out_keys`); extra
-        entries are ignored.
+        Audio: squared error summed. A perfect prediction scores exactly 0. Sets: the
+        masked reconstruction plus the existence BCE of
+        :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`, with the mask read from
+        ``targets`` at the key's ``set_mask_keys`` entry. Both mappings are indexed by
+        observation key (:attr:`out_keys`); extra entries are ignored.
 
         Examples:
             >>> import torch
@@ -310,12 +342,24 @@ class MultiDecoder(nn.Module):
                         f"it needs all of {[key_name(k) for k in self.out_keys]}."
                     )
             prediction, target = predictions[key], targets[key]
+            path = self.routing[key]
+            if path == "set":
+                mask_key = self.set_mask_keys.get(key)
+                if mask_key is not None and mask_key not in targets:
+                    raise ValueError(
+                        f"targets has no entry for {key_name(mask_key)!r}, the mask of the "
+                        f"set key {key_name(key)!r}."
+                    )
+                decoder = self.sets[self.set_out_keys.index(key)]
+                reconstruction, existence = decoder.loss(
+                    prediction, target, None if mask_key is None else targets[mask_key])
+                losses[key] = reconstruction + existence
+                continue
             if prediction.shape != target.shape:
                 raise ValueError(
                     f"Prediction and target of {key_name(key)!r} differ in shape: "
                     f"{tuple(prediction.shape)} vs {tuple(target.shape)}."
                 )
-            path = self.routing[key]
             if path == "cnn":
                 if target.dtype == torch.uint8:
                     target = target.float() / 255.0

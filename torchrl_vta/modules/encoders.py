@@ -12,6 +12,10 @@ their outputs into a single embedding (in the order CNN, vector MLP, audio MLP):
   :class:`~torchrl.modules.DreamerV3MLP`.
 - ``audio``: 1-D audio vectors, concatenated without symlog (samples already
   lie in ``[-1, 1]``), then their own :class:`~torchrl.modules.DreamerV3MLP`.
+- ``set``: 2-D keys ``[K, F]``, padded sets of entities (vehicles, agents), each with
+  its own :class:`~torchrl_vta.modules.sets.SetEncoder`; the key's mask (a boolean
+  ``[K]`` sibling named ``<key>_mask``, or as given by ``set_masks``) marks the slots
+  that hold an entity.
 
 :func:`make_encoder_module` wraps the encoder in a
 :class:`~tensordict.nn.TensorDictModule` whose keys can be renamed or prefixed
@@ -31,10 +35,12 @@ from torchrl.data import Composite
 from torchrl.modules import DreamerV3ImageEncoder, DreamerV3MLP
 from torchrl.modules.functional import symlog
 
+from torchrl_vta.modules.sets import SetEncoder, check_discrete_columns
+
 __all__ = ["PATHS", "MultiEncoder", "key_name", "make_encoder_module", "prefix_key"]
 
 #: Encoder/decoder paths, in the order their outputs are concatenated.
-PATHS = ("cnn", "mlp", "audio")
+PATHS = ("cnn", "mlp", "audio", "set")
 
 _DEFAULT_EXCLUDE = (
     "is_init",
@@ -98,11 +104,11 @@ class MultiEncoder(nn.Module):
     """Encode every observation key of a spec into one embedding ``[*B, out_features]``.
 
     Candidate keys are ``obs_keys`` when given, else every leaf of ``obs_spec``
-    with a floating or uint8 dtype, a 1-D or 3-D shape (after the spec's own
+    with a floating or uint8 dtype, a 1-D, 2-D or 3-D shape (after the spec's own
     batch dims) and whose dotted name or last component is not in
     ``exclude_keys``. Regexes are matched with :func:`re.search` on the dotted
     key name (``("a", "b")`` -> ``"a.b"``); ``cnn_keys`` is tried on 3-D keys,
-    ``mlp_keys`` and ``audio_keys`` on 1-D keys. Every candidate must be matched
+    ``mlp_keys`` and ``audio_keys`` on 1-D keys, ``set_keys`` on 2-D keys. Every candidate must be matched
     by exactly one path, otherwise a :class:`ValueError` names the key.
 
     Args:
@@ -130,12 +136,24 @@ class MultiEncoder(nn.Module):
             Defaults to ``mlp_layers``.
         audio_units (int, optional): width of the audio MLP. Defaults to
             ``mlp_units``.
+        set_keys (str or None): regex of set keys ``[K, F]``; ``None`` (default) takes
+            every 2-D candidate.
+        set_masks (mapping, optional): set key name -> its mask key name. Unlisted set
+            keys use the sibling ``<name>_mask`` when the spec has it, else every slot
+            counts as present.
+        set_discrete (mapping, optional): ``{column: cardinality}`` of the integer-valued
+            columns of every set key (embedded, not symlog'd).
+        set_units (int): width of a set embedding. Defaults to 128.
+        set_layers (int): Transformer layers across the slots. Defaults to 2.
+        set_heads (int): attention heads. Defaults to 4.
         device (torch.device, optional): device of the parameters.
 
     Attributes:
         in_keys (list of NestedKey): observation keys in ``forward`` order
             (``cnn_in_keys + mlp_in_keys + audio_in_keys``).
-        cnn_in_keys, mlp_in_keys, audio_in_keys (list of NestedKey): keys per path.
+        cnn_in_keys, mlp_in_keys, audio_in_keys, set_in_keys (list of NestedKey): keys
+            per path; ``in_keys`` ends with the set keys' masks (``set_mask_keys``).
+        set_mask_keys (dict): set key -> its mask key, or ``None`` (every slot present).
         routing (dict): observation key -> ``"cnn" | "mlp" | "audio"``.
         key_shapes (dict): observation key -> event shape (``torch.Size``).
         out_features (int): embedding size.
@@ -176,6 +194,12 @@ class MultiEncoder(nn.Module):
         mlp_units: int = 256,
         audio_layers: int | None = None,
         audio_units: int | None = None,
+        set_keys: str | None = None,
+        set_masks: Mapping[str, str] | None = None,
+        set_discrete: Mapping[int, int] | None = None,
+        set_units: int = 128,
+        set_layers: int = 2,
+        set_heads: int = 4,
         device: torch.device | str | None = None,
     ):
         super().__init__()
@@ -205,13 +229,24 @@ class MultiEncoder(nn.Module):
             cnn=_compile("cnn_keys", cnn_keys),
             mlp=_compile("mlp_keys", mlp_keys),
             audio=_compile("audio_keys", audio_keys),
+            set=_compile("set_keys", set_keys),
         )
         self.cnn_in_keys = [k for k, p in routing.items() if p == "cnn"]
         self.mlp_in_keys = [k for k, p in routing.items() if p == "mlp"]
         self.audio_in_keys = [k for k, p in routing.items() if p == "audio"]
-        self.in_keys = self.cnn_in_keys + self.mlp_in_keys + self.audio_in_keys
-        self.routing = {k: routing[k] for k in self.in_keys}
-        self.key_shapes = {k: shapes[k] for k in self.in_keys}
+        self.set_in_keys = [k for k, p in routing.items() if p == "set"]
+        encoded = self.cnn_in_keys + self.mlp_in_keys + self.audio_in_keys + self.set_in_keys
+        self.routing = {k: routing[k] for k in encoded}
+        self.key_shapes = {k: shapes[k] for k in encoded}
+        self.set_mask_keys = self._set_masks(obs_spec, set_masks)
+        self.in_keys = encoded + [m for m in self.set_mask_keys.values() if m is not None]
+        self.set_units = _positive_int("set_units", set_units)
+        self.set_layers = _positive_int("set_layers", set_layers)
+        self.set_heads = _positive_int("set_heads", set_heads)
+        self.set_discrete = {}
+        if self.set_in_keys:
+            widths = {self.key_shapes[k][1] for k in self.set_in_keys}
+            self.set_discrete = check_discrete_columns(min(widths), set_discrete)
 
         self.cnn = self.mlp = self.audio = None
         path_features = {}
@@ -250,6 +285,13 @@ class MultiEncoder(nn.Module):
                 device=device,
             )
             path_features["audio"] = self.audio_units
+        self.sets = nn.ModuleList(
+            SetEncoder(self.key_shapes[k][1], discrete=self.set_discrete, units=self.set_units,
+                       layers=self.set_layers, heads=self.set_heads, device=device)
+            for k in self.set_in_keys
+        )
+        if self.set_in_keys:
+            path_features["set"] = self.set_units * len(self.set_in_keys)
         self.path_slices = {}
         start = 0
         for path, size in path_features.items():
@@ -286,14 +328,14 @@ class MultiEncoder(nn.Module):
                 shape = spec.shape[batch_ndim:]
                 if (
                     encodable(spec)
-                    and len(shape) in (1, 3)
+                    and len(shape) in (1, 2, 3)
                     and key_name(key) not in excluded
                     and last not in excluded
                 ):
                     shapes[key] = shape
             if not shapes:
                 raise ValueError(
-                    f"obs_spec has no encodable key (float or uint8, 1-D or 3-D, not in "
+                    f"obs_spec has no encodable key (float or uint8, 1-D to 3-D, not in "
                     f"exclude_keys={tuple(exclude_keys)}); its leaves are "
                     f"{[key_name(k) for k in leaves]}. Pass obs_keys explicitly."
                 )
@@ -311,11 +353,11 @@ class MultiEncoder(nn.Module):
                     f"available: {[key_name(k) for k in leaves]}."
                 )
             shape = leaves[key].shape[batch_ndim:]
-            if not encodable(leaves[key]) or len(shape) not in (1, 3):
+            if not encodable(leaves[key]) or len(shape) not in (1, 2, 3):
                 raise ValueError(
                     f"obs_keys entry {key_name(key)!r} has dtype {leaves[key].dtype} and "
-                    f"event shape {tuple(shape)}; only float/uint8 vectors (1-D) and "
-                    f"images (3-D, [C, H, W]) can be encoded."
+                    f"event shape {tuple(shape)}; only float/uint8 vectors (1-D), sets "
+                    f"(2-D, [K, F]) and images (3-D, [C, H, W]) can be encoded."
                 )
             shapes[key] = shape
         return shapes
@@ -331,6 +373,17 @@ class MultiEncoder(nn.Module):
         routing = {}
         for key, shape in shapes.items():
             name = key_name(key)
+            if len(shape) == 2:
+                pattern = regexes["set"]
+                if pattern is not None and not pattern.search(name):
+                    raise ValueError(
+                        f"Set key {name!r} (shape {tuple(shape)}) is matched by no encoder "
+                        f"path: {show('set')} does not match it. Widen set_keys, set it to "
+                        f"None to take every 2-D key, or leave the key out with "
+                        f"exclude_keys or obs_keys."
+                    )
+                routing[key] = "set"
+                continue
             if len(shape) == 3:
                 pattern = regexes["cnn"]
                 if pattern is None or not pattern.search(name):
@@ -367,6 +420,35 @@ class MultiEncoder(nn.Module):
             routing[key] = "audio" if audio else "mlp"
         return routing
 
+    def _set_masks(self, obs_spec: Composite, given: Mapping[str, str] | None) -> dict:
+        """Each set key's mask key (a boolean ``[K]`` leaf of the spec) or ``None``."""
+        leaves = {key_name(unravel_key(k)): unravel_key(k) for k in obs_spec.keys(True, True)}
+        given = dict(given or {})
+        names = {key_name(k) for k in self.set_in_keys}
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise ValueError(f"set_masks names {unknown}, which are not set keys; the set keys "
+                             f"are {sorted(names)}.")
+        masks = {}
+        for key in self.set_in_keys:
+            name = key_name(key)
+            mask_name = given.get(name, f"{name}_mask")
+            if mask_name not in leaves:
+                if name in given:
+                    raise ValueError(f"set_masks[{name!r}]={mask_name!r} is not a key of the "
+                                     f"spec; available: {sorted(leaves)}.")
+                masks[key] = None
+                continue
+            spec = obs_spec[leaves[mask_name]]
+            slots = self.key_shapes[key][0]
+            if spec.dtype != torch.bool or tuple(spec.shape[obs_spec.ndim:]) != (slots,):
+                raise ValueError(
+                    f"The mask {mask_name!r} of set key {name!r} must be boolean of shape "
+                    f"({slots},), got {spec.dtype} {tuple(spec.shape[obs_spec.ndim:])}."
+                )
+            masks[key] = leaves[mask_name]
+        return masks
+
     def _width(self, keys: list) -> int:
         return sum(self.key_shapes[k][0] for k in keys)
 
@@ -378,8 +460,8 @@ class MultiEncoder(nn.Module):
                 f"{[key_name(k) for k in self.in_keys]}, got {len(observations)}."
             )
         by_key = dict(zip(self.in_keys, observations))
-        for key, value in by_key.items():
-            shape = self.key_shapes[key]
+        for key, shape in self.key_shapes.items():
+            value = by_key[key]
             if value.shape[value.ndim - len(shape) :] != shape:
                 raise ValueError(
                     f"Observation {key_name(key)!r} must end with shape {tuple(shape)}, "
@@ -396,6 +478,9 @@ class MultiEncoder(nn.Module):
             outputs.append(self.mlp(*(symlog(_as_float(by_key[k])) for k in self.mlp_in_keys)))
         if self.audio is not None:
             outputs.append(self.audio(*(_as_float(by_key[k]) for k in self.audio_in_keys)))
+        for key, encoder in zip(self.set_in_keys, self.sets):
+            mask = self.set_mask_keys[key]
+            outputs.append(encoder(by_key[key], None if mask is None else by_key[mask]))
         return torch.cat(outputs, -1) if len(outputs) > 1 else outputs[0]
 
 

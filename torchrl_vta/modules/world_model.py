@@ -92,6 +92,11 @@ class HierarchicalWorldModel(TensorDictModuleBase):
             obs_key: (_prefixed(obs_prefix, obs_key), _prefixed(obs_prefix, _reco_name(obs_key)))
             for obs_key in decoder.out_keys
         }
+        #: mask key of a set observation -> its key in the data (a target of the set loss).
+        self.reconstruction_masks = {
+            mask: _prefixed(obs_prefix, mask)
+            for mask in decoder.set_mask_keys.values() if mask is not None
+        }
         self.decoder_module = make_decoder_module(
             decoder,
             in_keys=[keys["belief"], keys["state"]],
@@ -148,7 +153,8 @@ def _prefixed(prefix: NestedKey | None, key: NestedKey) -> NestedKey:
 #: ``size12m`` etc.: DreamerV3's GPU sizes (REFERENCE §1) with Gaussian or categorical latents.
 PRESETS: dict[str, dict[str, Any]] = {
     "test": dict(
-        encoder=dict(cnn_depth=4, cnn_mults=(1, 2), cnn_kernel=3, mlp_layers=1, mlp_units=16),
+        encoder=dict(cnn_depth=4, cnn_mults=(1, 2), cnn_kernel=3, mlp_layers=1, mlp_units=16,
+                     set_units=16, set_layers=1, set_heads=2),
         rssm=dict(belief_dim=16, hidden=16, stoch_dim=4, groups=4, classes=4,
                   boundary_proj_dim=8, boundary_hidden=16),
         decoder=dict(cnn_blocks=1),
@@ -156,7 +162,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "cpu": dict(
         # CNN width 8 (twice DreamerV3's size1m): the CNN dominates a CPU update.
-        encoder=dict(cnn_depth=8, cnn_mults=(2, 3, 4, 4), cnn_kernel=5, mlp_layers=2, mlp_units=128),
+        encoder=dict(cnn_depth=8, cnn_mults=(2, 3, 4, 4), cnn_kernel=5, mlp_layers=2, mlp_units=128,
+                     set_units=64, set_layers=2, set_heads=4),
         rssm=dict(belief_dim=128, hidden=128, stoch_dim=16, groups=16, classes=16,
                   boundary_proj_dim=32, boundary_hidden=64),
         decoder=dict(cnn_blocks=1),

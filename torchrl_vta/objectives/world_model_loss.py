@@ -237,7 +237,8 @@ class WorldModelLoss(LossModule):
         pairs = model.reconstruction_keys
         reco = model.decoder.loss(
             {name: tensordict.get(reco_key) for name, (_, reco_key) in pairs.items()},
-            {name: tensordict.get(obs_key) for name, (obs_key, _) in pairs.items()},
+            {**{name: tensordict.get(obs_key) for name, (obs_key, _) in pairs.items()},
+             **{name: tensordict.get(key) for name, key in model.reconstruction_masks.items()}},
         )
         out["loss_reco"] = self.reco_scale * sum(value.mean() for value in reco.values())
         for name, value in reco.items():
