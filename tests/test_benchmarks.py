@@ -87,3 +87,17 @@ def test_distributed_throughput_measures_collection_and_a_two_rank_learner(tmp_p
         batch, seq_len = row["batch_per_rank"]
         expected = row["updates_per_s"] * row["ranks"] * batch * seq_len
         assert abs(row["replayed_steps_per_s"] - expected) <= 1e-9 * expected
+
+
+def test_traffic_prediction_scores_both_models_per_horizon(tmp_path):
+    out = tmp_path / "traffic.json"
+    _run("traffic_prediction.py", "--seeds", "0", "--updates", "2", "--preset", "test",
+         "--train-sequences", "2", "--train-length", "40", "--test-sequences", "2",
+         "--context", "5", "--horizon", "5", "--samples", "3", "--out", str(out))
+    seed = json.loads(out.read_text())["seeds"][0]
+    for model in ("vta_mean", "baseline"):
+        assert set(seed[model]) == {"ade", "fde", "existence_f1"}
+        assert list(seed[model]["fde"]) == ["1", "5"]
+    # Best-of-N never scores worse than the mean of the same samples' ... own best sample.
+    assert all(seed["vta_best_of_n"]["fde"][h] >= 0 for h in ("1", "5"))
+    assert set(seed["boundaries"]) >= {"f1_tau0", "f1_tau1", "f1_tau2", "read_rate", "event_rate"}

@@ -37,7 +37,7 @@ def test_import_does_not_load_simulators():
 
 
 def test_unknown_env_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown env 'nope'.*atari, balls, dmc, maze"):
+    with pytest.raises(ValueError, match="unknown env 'nope'.*atari, balls, dmc, highway, maze"):
         make_env("nope")
 
 

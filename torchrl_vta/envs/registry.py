@@ -3,7 +3,7 @@
 A builder is any callable returning a TorchRL :class:`~torchrl.envs.EnvBase`; the options
 an env accepts are the builder's keyword arguments, read with :func:`inspect.signature`,
 so names and options are checked before any optional dependency is imported or any env
-is built. Builders import their heavy dependencies (dm_control, ale_py) lazily.
+is built. Builders import their heavy dependencies (dm_control, ale_py, highway_env) lazily.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torchrl.envs import EnvBase
 from torchrl_vta.envs.atari import make_atari_env
 from torchrl_vta.envs.balls import make_balls_env
 from torchrl_vta.envs.dmc import make_dmc_env
+from torchrl_vta.envs.highway import make_highway_env
 from torchrl_vta.envs.maze import make_maze_env
 from torchrl_vta.envs.traffic import make_traffic_env
 
@@ -108,3 +109,4 @@ register_env("atari", make_atari_env)
 register_env("balls", make_balls_env)
 register_env("maze", make_maze_env)
 register_env("traffic", make_traffic_env)
+register_env("highway", make_highway_env)

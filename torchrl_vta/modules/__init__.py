@@ -26,6 +26,7 @@ from torchrl_vta.modules.rssm import (
     RSSMStep,
 )
 from torchrl_vta.modules.segment_policy import BoundaryDecision, SegmentPolicy
+from torchrl_vta.modules.set_baseline import DeterministicSetModel
 from torchrl_vta.modules.sets import SetDecoder, SetEncoder
 from torchrl_vta.modules.world_model import HierarchicalWorldModel, make_world_model
 
@@ -39,6 +40,7 @@ __all__ = [
     "ContinueHead",
     "DEFAULT_ROLLOUT_KEYS",
     "DEFAULT_STATE_KEYS",
+    "DeterministicSetModel",
     "GaussianLatent",
     "HierarchicalRSSM",
     "HierarchicalRSSMRollout",

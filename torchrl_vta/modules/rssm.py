@@ -21,7 +21,8 @@ READ.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+import contextlib
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -396,7 +397,26 @@ class HierarchicalRSSM(nn.Module):
     def _deterministic(self) -> bool:
         # Deliberately not TorchRL's exploration type: LossModule.forward runs
         # under DETERMINISTIC, and the world model must keep sampling there.
-        return not self.training
+        return not (self.training or getattr(self, "_sampling", False))
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Sample the stochastic latents in eval mode too (e.g. several open-loop futures
+        of one context); nothing else of eval mode changes (no statistics are updated).
+
+        Examples:
+            >>> rssm = HierarchicalRSSM(2, 8, belief_dim=8, hidden=8, stoch_dim=4).eval()
+            >>> with rssm.sampling():
+            ...     a, _ = rssm.imagine(rssm.initial_state([3], torch.device("cpu")), torch.zeros(3, 2, 2))
+            >>> bool((a["state"][0] != a["state"][1]).any())
+            True
+        """
+        previous = getattr(self, "_sampling", False)
+        self._sampling = True
+        try:
+            yield
+        finally:
+            self._sampling = previous
 
     @property
     def obs_step_fn(self):

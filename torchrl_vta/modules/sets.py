@@ -187,13 +187,16 @@ class SetDecoder(nn.Module):
         return values, existence.sigmoid()
 
     def loss(self, prediction: torch.Tensor, target: torch.Tensor,
-             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             mask: torch.Tensor | None = None, *, kind: str = "symlog_mse"
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample ``(reconstruction, existence)`` losses ``[*B]``, summed over slots.
 
-        Reconstruction: symlog-MSE of the continuous columns plus cross-entropy of the
-        discrete ones, on the slots where ``mask`` is True (all when ``None``), so empty
-        slots never enter it; 0 for a perfect continuous prediction and certain discrete
-        logits. Existence: BCE of the existence logit against ``mask`` on every slot.
+        Reconstruction: the squared error (``kind="symlog_mse"``) or the Huber loss
+        (``"huber"``, δ = 1) of the continuous columns in symlog space, plus cross-entropy
+        of the discrete ones, on the slots where ``mask`` is True (all when ``None``), so
+        empty slots never enter it; 0 for a perfect continuous prediction and certain
+        discrete logits. Existence: BCE of the existence logit against ``mask`` on every
+        slot.
 
         Examples:
             >>> decoder = SetDecoder(4, slots=2, features=2, units=8)
@@ -206,12 +209,16 @@ class SetDecoder(nn.Module):
         if target.shape[-2:] != (self.slots, self.features):
             raise ValueError(f"set target must end with ({self.slots}, {self.features}), "
                              f"got {tuple(target.shape)}.")
+        if kind not in ("symlog_mse", "huber"):
+            raise ValueError(f"kind={kind!r} is not one of ('symlog_mse', 'huber').")
         continuous, logits, existence = self.split(prediction)
         target = target.to(prediction.dtype)
         present = (torch.ones(target.shape[:-1], dtype=torch.bool, device=target.device)
                    if mask is None else mask.bool())
         weights = present.to(prediction.dtype)
-        per_slot = (continuous - symlog(target[..., self.continuous])).square().sum(-1)
+        goal = symlog(target[..., self.continuous])
+        per_slot = ((continuous - goal).square() if kind == "symlog_mse"
+                    else F.huber_loss(continuous, goal, reduction="none")).sum(-1)
         for (column, count), logit in zip(self.discrete.items(), logits):
             classes = target[..., column].round().long().clamp(0, count - 1)
             per_slot = per_slot + F.cross_entropy(logit.flatten(0, -2), classes.flatten(),
