@@ -126,7 +126,8 @@ def run_seed(seed: int, args) -> dict:
     spec = Composite(vehicles=Unbounded((slots, features)),
                      vehicles_mask=Categorical(2, (slots,), dtype=torch.bool))
     vta = make_world_model(spec, Unbounded((0,)), preset=args.preset, levels=2,
-                           encoder=dict(set_discrete=VEHICLE_DISCRETE_COLUMNS),
+                           encoder=dict(set_discrete=VEHICLE_DISCRETE_COLUMNS,
+                                        set_slot_ids=args.slot_ids),
                            rssm=dict(boundary_kind=args.boundary_kind))
     vta_loss = WorldModelLoss(vta, reward_scale=0.0)
 
@@ -136,7 +137,8 @@ def run_seed(seed: int, args) -> dict:
 
     baseline = DeterministicSetModel(slots, features, discrete=VEHICLE_DISCRETE_COLUMNS,
                                      units=vta.encoder.set_units, hidden=vta.rssm.obs_feature_dim,
-                                     layers=vta.encoder.set_layers, heads=vta.encoder.set_heads)
+                                     layers=vta.encoder.set_layers, heads=vta.encoder.set_heads,
+                                     slot_ids=args.slot_ids)
     seconds = {"vta": train(vta, vta_step, data, args, generator),
                "baseline": train(baseline, lambda w: baseline.loss(w["vehicles"],
                                                                    w["vehicles_mask"])["loss"],
@@ -186,6 +188,9 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--boundary-kind", default="surprise")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-slot-ids", dest="slot_ids", action="store_false",
+                        help="a slot-order-invariant set embedding (the decoder then cannot "
+                             "tell which vehicle is in which slot)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -38,6 +38,19 @@ def test_embedding_is_invariant_to_the_order_of_the_slots(encoder):
                                rtol=1e-5, atol=1e-5)
 
 
+def test_slot_ids_tell_the_slots_apart_for_worlds_whose_slots_are_identities():
+    torch.manual_seed(0)
+    identified = SetEncoder(F, discrete=DISCRETE, units=16, heads=2, slot_ids=K).eval()
+    x, mask = _sets(4)
+    mask[:] = True
+    order = torch.roll(torch.arange(K), 1)
+    assert not torch.allclose(identified(x[:, order], mask[:, order]), identified(x, mask))
+    with pytest.raises(ValueError, match="built for 8 identified slots, got 7"):
+        identified(x[:, :7], mask[:, :7])
+    routed = MultiEncoder(_spec(), set_units=16, set_heads=2, set_slot_ids=True)
+    assert routed.sets[0].slot_ids.num_embeddings == K
+
+
 def test_empty_slots_have_no_influence_on_the_embedding_or_the_loss(encoder):
     x, mask = _sets(3, 5)
     other = torch.where(mask[..., None], x, torch.randn_like(x) * 100)

@@ -146,6 +146,10 @@ class MultiEncoder(nn.Module):
         set_units (int): width of a set embedding. Defaults to 128.
         set_layers (int): Transformer layers across the slots. Defaults to 2.
         set_heads (int): attention heads. Defaults to 4.
+        set_slot_ids (bool): the slots are identities (an entity keeps its slot): add a
+            slot-index embedding (:class:`~torchrl_vta.modules.sets.SetEncoder`'s
+            ``slot_ids``), so that the decoder can reconstruct each slot. Defaults to
+            ``False`` (an embedding invariant to the slots' order).
         device (torch.device, optional): device of the parameters.
 
     Attributes:
@@ -200,6 +204,7 @@ class MultiEncoder(nn.Module):
         set_units: int = 128,
         set_layers: int = 2,
         set_heads: int = 4,
+        set_slot_ids: bool = False,
         device: torch.device | str | None = None,
     ):
         super().__init__()
@@ -243,6 +248,7 @@ class MultiEncoder(nn.Module):
         self.set_units = _positive_int("set_units", set_units)
         self.set_layers = _positive_int("set_layers", set_layers)
         self.set_heads = _positive_int("set_heads", set_heads)
+        self.set_slot_ids = bool(set_slot_ids)
         self.set_discrete = {}
         if self.set_in_keys:
             widths = {self.key_shapes[k][1] for k in self.set_in_keys}
@@ -287,7 +293,9 @@ class MultiEncoder(nn.Module):
             path_features["audio"] = self.audio_units
         self.sets = nn.ModuleList(
             SetEncoder(self.key_shapes[k][1], discrete=self.set_discrete, units=self.set_units,
-                       layers=self.set_layers, heads=self.set_heads, device=device)
+                       layers=self.set_layers, heads=self.set_heads,
+                       slot_ids=self.key_shapes[k][0] if self.set_slot_ids else None,
+                       device=device)
             for k in self.set_in_keys
         )
         if self.set_in_keys:

@@ -34,6 +34,8 @@ class DeterministicSetModel(nn.Module):
         hidden (int): GRU width. Defaults to 256.
         layers (int): Transformer layers of the encoder. Defaults to 2.
         heads (int): attention heads. Defaults to 4.
+        slot_ids (bool): add a slot-index embedding in the encoder (slots are
+            identities). Defaults to ``False``.
 
     Examples:
         >>> model = DeterministicSetModel(8, 6, discrete={4: 4, 5: 2}, units=16, hidden=32, heads=2)
@@ -46,10 +48,11 @@ class DeterministicSetModel(nn.Module):
     """
 
     def __init__(self, slots: int, features: int, *, discrete: Mapping[int, int] | None = None,
-                 units: int = 128, hidden: int = 256, layers: int = 2, heads: int = 4):
+                 units: int = 128, hidden: int = 256, layers: int = 2, heads: int = 4,
+                 slot_ids: bool = False):
         super().__init__()
         self.encoder = SetEncoder(features, discrete=discrete, units=units, layers=layers,
-                                  heads=heads)
+                                  heads=heads, slot_ids=slots if slot_ids else None)
         self.gru = nn.GRU(units, hidden, batch_first=True)
         self.reconstruct = SetDecoder(hidden, slots=slots, features=features, discrete=discrete,
                                       units=units)

@@ -70,6 +70,11 @@ class SetEncoder(nn.Module):
         units (int): width of the slot embeddings and of the output. Defaults to 128.
         layers (int): Transformer encoder layers across the slots. Defaults to 2.
         heads (int): attention heads (must divide ``units``). Defaults to 4.
+        slot_ids (int, optional): the number of slots ``K`` of worlds whose slots are
+            identities (an entity keeps its slot for life, as in ``traffic``): a learned
+            embedding of the slot index is added to each slot, so that a decoder can
+            tell which entity is in which slot. The embedding is then no longer invariant
+            to the order of the slots. ``None`` (default): invariant.
         device (torch.device, optional): device of the parameters.
 
     Examples:
@@ -81,7 +86,7 @@ class SetEncoder(nn.Module):
 
     def __init__(self, features: int, *, discrete: Mapping[int, int] | None = None,
                  units: int = 128, layers: int = 2, heads: int = 4,
-                 device: torch.device | str | None = None):
+                 slot_ids: int | None = None, device: torch.device | str | None = None):
         super().__init__()
         self.features = features
         self.discrete = check_discrete_columns(features, discrete)
@@ -92,6 +97,7 @@ class SetEncoder(nn.Module):
         self.project = nn.Linear(len(self.continuous), units, device=device)
         self.embeddings = nn.ModuleList(
             nn.Embedding(count, units, device=device) for count in self.discrete.values())
+        self.slot_ids = None if slot_ids is None else nn.Embedding(slot_ids, units, device=device)
         layer = nn.TransformerEncoderLayer(units, heads, dim_feedforward=2 * units, dropout=0.0,
                                            batch_first=True, norm_first=True, device=device)
         self.attention = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -108,6 +114,11 @@ class SetEncoder(nn.Module):
         slots = self.project(symlog(flat[..., self.continuous]))
         for embedding, (column, count) in zip(self.embeddings, self.discrete.items()):
             slots = slots + embedding(flat[..., column].round().long().clamp(0, count - 1))
+        if self.slot_ids is not None:
+            if flat.shape[1] != self.slot_ids.num_embeddings:
+                raise ValueError(f"SetEncoder was built for {self.slot_ids.num_embeddings} "
+                                 f"identified slots, got {flat.shape[1]}.")
+            slots = slots + self.slot_ids.weight
         # An all-padding row would make every attention weight NaN: let it attend to its
         # first slot; the pooling below still gives that row zero weight.
         padding = ~present
