@@ -101,3 +101,11 @@ def test_traffic_prediction_scores_both_models_per_horizon(tmp_path):
     # Best-of-N never scores worse than the mean of the same samples' ... own best sample.
     assert all(seed["vta_best_of_n"]["fde"][h] >= 0 for h in ("1", "5"))
     assert set(seed["boundaries"]) >= {"f1_tau0", "f1_tau1", "f1_tau2", "read_rate", "event_rate"}
+
+
+def test_set_capacity_reports_the_position_error_per_width(tmp_path):
+    out = tmp_path / "capacity.json"
+    _run("set_capacity.py", "--units", "8", "--updates", "1", "--batch", "4", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["units"], row["update"]) for row in rows] == [(8, 0)]
+    assert rows[0]["position_error"] > 0

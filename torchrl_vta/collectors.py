@@ -15,9 +15,9 @@ envs), every env carries the agent's primer (the recurrent acting state), and tr
 ids are unique across envs. The acting policy's weights follow the learner's: after every
 batch for ``local``/``multiprocess`` (:func:`sync_policy_weights`), and every
 ``collector.sync_every`` batches through TorchRL's weight-sync scheme for ``distributed``
-and ``ray``, whose workers act with weights at most that many batches old (on one machine
-``distributed`` hands its workers the policy in shared memory, so they see every update
-at once).
+and ``ray``, whose workers act with weights at most that many batches old; ``distributed``
+workers collect the next batch while the learner updates, so one batch more (on one
+machine they hold the policy in shared memory and see each update when it lands).
 """
 
 from __future__ import annotations

@@ -1,0 +1,79 @@
+"""How wide a set embedding must be to carry a traffic frame: a single-frame autoencoder.
+
+``SetEncoder`` (with slot ids) then ``SetDecoder`` on frames of the ``traffic`` world,
+trained with the set loss; reported every 250 updates: the reconstruction and existence
+losses and the mean position error of the vehicles present, for each ``--units``. A width
+that cannot reconstruct one frame bounds every world model built on it::
+
+    python benchmarks/set_capacity.py --units 64 256 --out benchmarks/results/set_capacity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from torchrl_vta.envs.traffic import VEHICLE_DISCRETE_COLUMNS, traffic_sequences
+from torchrl_vta.modules.sets import SetDecoder, SetEncoder
+
+
+def run(units: int, args) -> list[dict]:
+    torch.manual_seed(0)
+    frames = traffic_sequences(32, 100, seed=100).reshape(-1)
+    slots, features = frames["vehicles"].shape[-2:]
+    encoder = SetEncoder(features, discrete=VEHICLE_DISCRETE_COLUMNS, units=units, layers=2,
+                         heads=4, slot_ids=slots)
+    decoder = SetDecoder(units, slots=slots, features=features,
+                         discrete=VEHICLE_DISCRETE_COLUMNS, units=units)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=args.lr)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for step in range(args.updates + 1):
+        batch = frames[torch.randint(0, frames.shape[0], (args.batch,), generator=generator)]
+        prediction = decoder(encoder(batch["vehicles"], batch["vehicles_mask"]))
+        reconstruction, existence = decoder.loss(prediction, batch["vehicles"],
+                                                 batch["vehicles_mask"])
+        loss = (reconstruction + existence).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 250 == 0:
+            with torch.no_grad():
+                values, _ = decoder.decode(prediction)
+                mask = batch["vehicles_mask"]
+                error = ((values[..., :2] - batch["vehicles"][..., :2]).norm(dim=-1) * mask).sum()
+            rows.append({"units": units, "update": step,
+                         "reconstruction": reconstruction.mean().item(),
+                         "existence": existence.mean().item(),
+                         "position_error": (error / mask.sum()).item()})
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--updates", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    report = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
+                          "threads": 1, "date": datetime.date.today().isoformat()},
+              "command": " ".join(["python", *sys.argv]),
+              "rows": [row for units in args.units for row in run(units, args)]}
+    text = json.dumps(report, indent=1) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
