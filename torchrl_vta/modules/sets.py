@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchrl.modules.functional import symlog
+from torchrl.modules.functional import symexp, symlog
 
 __all__ = ["SetDecoder", "SetEncoder", "check_discrete_columns"]
 
@@ -121,11 +121,9 @@ class SetEncoder(nn.Module):
             slots = slots + self.slot_ids.weight
         # An all-padding row would make every attention weight NaN: let it attend to its
         # first slot; the pooling below still gives that row zero weight.
-        padding = ~present
-        empty = padding.all(-1, keepdim=True)
-        first = torch.zeros_like(padding)
-        first[:, 0] = True
-        slots = self.attention(slots, src_key_padding_mask=padding & ~(empty & first))
+        attend = ~present
+        attend[:, 0] &= present.any(-1)
+        slots = self.attention(slots, src_key_padding_mask=attend)
         weights = present.to(slots.dtype).unsqueeze(-1)
         pooled = (slots * weights).sum(-2) / weights.sum(-2).clamp_min(1.0)
         return self.out(pooled).reshape(*batch, self.units)
@@ -192,7 +190,7 @@ class SetDecoder(nn.Module):
         their most likely value) and existence probabilities ``[*B, K]``."""
         continuous, logits, existence = self.split(prediction)
         values = prediction.new_zeros(*prediction.shape[:-1], self.features)
-        values[..., self.continuous] = torch.sign(continuous) * torch.expm1(continuous.abs())
+        values[..., self.continuous] = symexp(continuous)
         for column, logit in zip(self.discrete, logits):
             values[..., column] = logit.argmax(-1).to(values.dtype)
         return values, existence.sigmoid()
