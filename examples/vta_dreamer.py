@@ -44,6 +44,7 @@ from torchrl_vta import (
     evaluate,
     flatten_config,
     load_agreed_checkpoint,
+    load_pretrained,
     longest_trajectory,
     make_agent,
     make_collector,
@@ -159,6 +160,10 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
         torch.set_rng_state(state["rng"])
         log.info("Resumed from %s at %d frames (%d in the replay).",
                  checkpointer.path, counters["frames"], len(replay))
+    elif cfg.init_from:
+        source = load_pretrained(learner, cfg.init_from)
+        log.info("Starting from the weights of %s (after %s env steps there).",
+                 cfg.init_from, source.get("frames", "?"))
     total = cfg.collector.total_frames
     if counters["frames"] >= total:
         log.info("The run in %s is complete (%d frames, collector.total_frames=%d): nothing to "

@@ -73,9 +73,12 @@ from torchrl_vta.recipe import (
 from torchrl_vta.guard import NonFiniteUpdateError
 from torchrl_vta.rundir import claim_run_dir
 from torchrl_vta.signals import GracefulStop
+from torchrl_vta.modules.ensemble import EnsembleMLP
+from torchrl_vta.pretrained import load_pretrained
 from torchrl_vta.objectives import (
     ImaginationActorLoss,
     OriginalVTALoss,
+    Plan2Explore,
     WorldModelLoss,
     imagine_trajectories,
     lambda_returns,
@@ -95,6 +98,7 @@ __all__ = [
     "check_free_space",
     "flatten_config",
     "load_agreed_checkpoint",
+    "load_pretrained",
     "longest_trajectory",
     "GracefulStop",
     "NonFiniteUpdateError",
@@ -125,6 +129,8 @@ __all__ = [
     "HierarchicalRSSMRollout",
     "HierarchicalStateEstimator",
     "HierarchicalWorldModel",
+    "EnsembleMLP",
+    "Plan2Explore",
     "ImaginationActorLoss",
     "Learner",
     "MultiDecoder",

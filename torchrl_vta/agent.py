@@ -17,12 +17,14 @@ from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.encoders import make_encoder_module
 from torchrl_vta.modules.rssm import HierarchicalStateEstimator, PreviousActionWriter
 from torchrl_vta.modules.world_model import PRESETS, HierarchicalWorldModel, make_world_model
+from torchrl_vta.objectives._checks import total_loss
 from torchrl_vta.objectives.actor_critic import (
     ImaginationActorLoss,
     make_target_updater,
     make_value_loss,
     make_value_model,
 )
+from torchrl_vta.objectives.exploration import Plan2Explore, mode_scales
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
 __all__ = ["AUTOCAST", "Agent", "Learner", "OPTIMIZERS"]
@@ -108,6 +110,17 @@ class Agent(nn.Module):
         return self.estimator.make_primer()
 
 
+def _renamed_critic(value_model: TensorDictSequential) -> TensorDictSequential:
+    """A fresh critic of ``value_model``'s shape writing ``intrinsic_state_value(_logits)``."""
+    head = value_model[0].module
+    return make_value_model(
+        head.in_features, layers=(len(head.mlp.model) - 1) // 3,
+        units=head.mlp.model[0].out_features, num_bins=head.two_hot.num_bins,
+        feature_key=value_model[0].in_keys[0], value_key="intrinsic_state_value",
+        logits_key="intrinsic_state_value_logits",
+    ).to(next(value_model.parameters()).device)
+
+
 def _clip(parameters, max_norm: float) -> torch.Tensor:
     return nn.utils.clip_grad_norm_(parameters, max_norm)
 
@@ -126,6 +139,15 @@ class Learner(nn.Module):
     (:meth:`~torchrl_vta.modules.HierarchicalRSSM.compile_steps`;
     ``compile_mode="reduce-overhead"`` adds CUDA graphs on a GPU);
     ``autocast="bf16"`` runs the loss forwards under bfloat16 autocast.
+    ``explore_mode="reward_free"|"mixed"`` adds Plan2Explore
+    (:class:`~torchrl_vta.objectives.Plan2Explore`, options in ``explore``): after the
+    world model, its ensembles step on the batch's detached posterior rollout (their own
+    Adam, ``explore_lr`` / eps 1e-5 / clip ``explore_clip``; sheeprl's ``p2e_dv3``
+    values); the actor mixes the task and the intrinsic advantages with
+    ``extrinsic_scale`` / ``intrinsic_scale`` (defaults by mode:
+    :func:`~torchrl_vta.objectives.exploration.mode_scales`); a second two-hot critic
+    (``intrinsic_value_model``, shaped like the agent's, with its own slow target and
+    optimiser) learns the intrinsic λ-returns. All of it is in ``state_dict``.
     After each update the RSSM's segment policy anneals its Gumbel temperature to the
     update count (:meth:`~torchrl_vta.modules.SegmentPolicy.anneal`; a no-op without a
     ``schedule``), also on :meth:`load_state_dict`, so a resumed run acts at the same
@@ -181,6 +203,12 @@ class Learner(nn.Module):
         autocast: str | None = None,
         max_skipped_updates: int = 10,
         data_parallel: DataParallel | None = None,
+        explore_mode: str = "off",
+        explore: dict[str, Any] | None = None,
+        extrinsic_scale: float | None = None,
+        intrinsic_scale: float | None = None,
+        explore_lr: float = 1e-4,
+        explore_clip: float = 100.0,
     ):
         super().__init__()
         if autocast not in AUTOCAST:
@@ -189,8 +217,24 @@ class Learner(nn.Module):
             raise ValueError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}.")
         if replay_value_scale < 0:
             raise ValueError(f"replay_value_scale must be >= 0, got {replay_value_scale}.")
+        extrinsic, intrinsic = mode_scales(explore_mode, extrinsic_scale, intrinsic_scale)
+        if explore_mode == "off" and explore:
+            raise ValueError("explore options were given with explore.mode=off: set "
+                             "explore.mode=reward_free|mixed, or drop them.")
+        for name, value in (("explore.lr", explore_lr), ("explore.clip", explore_clip)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}.")
         self.agent = agent
         self.world_model_loss = WorldModelLoss(agent.world_model, **(world_model_loss or {}))
+        self.explore = None
+        exploration = {}
+        if explore_mode != "off":
+            self.explore = Plan2Explore(agent.world_model, **(explore or {}))
+            self.intrinsic_value_model = _renamed_critic(agent.value_model)
+            exploration = dict(intrinsic=self.explore,
+                               intrinsic_value_model=self.intrinsic_value_model,
+                               extrinsic_scale=extrinsic, intrinsic_scale=intrinsic)
+        self.explore_mode = explore_mode
         self.actor_loss = ImaginationActorLoss(
             agent.actor,
             agent.world_model,
@@ -200,11 +244,13 @@ class Learner(nn.Module):
             lmbda=lmbda,
             entropy_coef=entropy_coef,
             gradient=actor_gradient,
+            **exploration,
         )
         self.value_loss = make_value_loss(
             agent.value_model, slow_regularization=slow_critic, actor_loss=self.actor_loss
         )
         self.target_updater = make_target_updater(self.value_loss, tau=slow_critic_tau)
+        parts = ["model", "actor", "critic"]
         self.replay_value_scale = replay_value_scale
         self.gamma, self.lmbda = gamma, lmbda
         self.clips = (model_clip, actor_clip, critic_clip)
@@ -213,8 +259,21 @@ class Learner(nn.Module):
             self._optimizer(optimizer, agent.actor.parameters(), actor_lr, 1e-5),
             self._optimizer(optimizer, agent.value_model.parameters(), critic_lr, 1e-5),
         ]
+        if self.explore is not None:
+            self.intrinsic_value_loss = make_value_loss(
+                self.intrinsic_value_model, slow_regularization=slow_critic,
+                actor_loss=self.actor_loss, value_key="intrinsic_state_value",
+                logits_key="intrinsic_state_value_logits")
+            self.intrinsic_target_updater = make_target_updater(
+                self.intrinsic_value_loss, tau=slow_critic_tau)
+            self.optimizers += [
+                self._optimizer(optimizer, self.explore.parameters(), explore_lr, 1e-5),
+                self._optimizer(optimizer, self.intrinsic_value_model.parameters(), critic_lr, 1e-5),
+            ]
+            self.clips += (explore_clip, critic_clip)
+            parts += ["ensemble", "intrinsic_critic"]
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-        self.guard = NonFiniteGuard(["model", "actor", "critic"], max_consecutive=max_skipped_updates)
+        self.guard = NonFiniteGuard(parts, max_consecutive=max_skipped_updates)
         self.autocast = autocast
         self.data_parallel = data_parallel or DataParallel.single()
         # Every rank starts from rank 0's parameters and statistics.
@@ -255,8 +314,8 @@ class Learner(nn.Module):
             return self._update(batch)
 
     def _update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        model_opt, actor_opt, critic_opt = self.optimizers
-        model_clip, actor_clip, critic_clip = self.clips
+        model_opt, actor_opt, critic_opt = self.optimizers[:3]
+        model_clip, actor_clip, critic_clip = self.clips[:3]
         metrics: dict[str, torch.Tensor] = {}
         skipped_before = self.guard.skipped.clone()
 
@@ -268,6 +327,17 @@ class Learner(nn.Module):
             self.agent.world_model.parameters(), model_clip, restore,
         )
         metrics.update(model_losses.items())
+
+        if self.explore is not None:
+            # On the rollout the world-model loss left in the batch (detached inside).
+            restore = self.guard.snapshot_buffers(self.explore)
+            with self._autocast():
+                explore_losses = self.explore(batch)
+            metrics["grad_norm_ensemble"] = self._step(
+                "ensemble", self.optimizers[3], total_loss(explore_losses),
+                self.explore.parameters(), self.clips[3], restore,
+            )
+            metrics.update(explore_losses.items())
 
         restore = self.guard.snapshot_buffers(self.actor_loss)
         with self._autocast():
@@ -293,9 +363,24 @@ class Learner(nn.Module):
             "critic", critic_opt, critic_loss, self.agent.value_model.parameters(),
             critic_clip, restore,
         )
+        if self.explore is not None:
+            restore = self.guard.snapshot_buffers(self.intrinsic_value_loss)
+            keys = self.actor_loss.tensor_keys
+            # TorchRL's value loss reads its target under "lambda_target".
+            intrinsic_input = imagined.select(keys.feature, keys.discount_weight).set(
+                "lambda_target", imagined.get(keys.intrinsic_lambda_target))
+            with self._autocast():
+                intrinsic_losses, _ = self.intrinsic_value_loss(intrinsic_input)
+            metrics["grad_norm_intrinsic_critic"] = self._step(
+                "intrinsic_critic", self.optimizers[4], intrinsic_losses["loss_value"],
+                self.intrinsic_value_model.parameters(), self.clips[4], restore,
+            )
+            metrics["loss_intrinsic_value"] = intrinsic_losses["loss_value"]
         skipped = self.guard.skipped - skipped_before
         if not skipped[2]:
             self.target_updater.step()
+        if self.explore is not None and not skipped[4]:
+            self.intrinsic_target_updater.step()
         metrics["loss_value"] = value_losses["loss_value"]
         for part, count in zip(self.guard.parts, skipped):
             metrics[f"skipped_{part}"] = count.float()

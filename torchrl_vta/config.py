@@ -17,6 +17,7 @@ __all__ = [
     "CollectorConfig",
     "EnvConfig",
     "EvalConfig",
+    "ExploreConfig",
     "LearnerConfig",
     "LoggerConfig",
     "LossConfig",
@@ -153,6 +154,35 @@ class LearnerConfig:
 
 
 @dataclass
+class ExploreConfig:
+    """Plan2Explore (:class:`~torchrl_vta.objectives.Plan2Explore`).
+
+    ``mode``: ``off`` (the task reward only), ``reward_free`` (the actor follows the
+    ensemble's disagreement alone) or ``mixed`` (both critics). ``None`` leaves an option
+    at the module's default: ``members`` 8, ``target`` ``embed`` (or ``state``),
+    ``layers``/``units`` the preset's head sizes, ``hierarchical`` false (true: also the
+    next-segment disagreement at READs, ``levels=2``), ``abs_scale`` 1, weights by mode
+    (``reward_free`` 0 / 1, ``mixed`` 1 / 0.1), ``lr`` 1e-4, ``clip`` 100."""
+
+    mode: str = "off"
+    members: Optional[int] = None
+    target: Optional[str] = None
+    layers: Optional[int] = None
+    units: Optional[int] = None
+    hierarchical: Optional[bool] = None
+    abs_scale: Optional[float] = None
+    extrinsic_scale: Optional[float] = None
+    intrinsic_scale: Optional[float] = None
+    lr: Optional[float] = None
+    clip: Optional[float] = None
+
+    def module_options(self) -> dict[str, Any]:
+        """The options set for :class:`~torchrl_vta.objectives.Plan2Explore`."""
+        names = ("members", "target", "layers", "units", "hierarchical", "abs_scale")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclass
 class LoggerConfig:
     """``csv`` (default), ``wandb`` (``mode`` offline/online), ``tensorboard`` or ``none``."""
 
@@ -187,6 +217,11 @@ class RecipeConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    #: A run directory (or its checkpoints/) whose newest agent (and Plan2Explore parts,
+    #: where both runs have them) this run starts from: task fine-tuning after reward-free
+    #: pretraining. Only the weights: optimisers, counters and replay start afresh.
+    init_from: Optional[str] = None
     seed: int = 0
     device: str = "auto"
     compile: bool = False
@@ -231,6 +266,11 @@ class RecipeConfig:
         if self.learner.backend is not None:
             one_of("learner.backend", self.learner.backend, ("gloo", "nccl"))
         self._check_collector_backend()
+        self._check_explore()
+        if self.init_from is not None:
+            from torchrl_vta.pretrained import pretrained_checkpoints
+
+            pretrained_checkpoints(self.init_from)
         for name in ("replay.batch_size", "replay.seq_len", "collector.frames_per_batch",
                      "collector.num_envs", "loss.horizon", "eval.episodes", "eval.max_steps",
                      "eval.every_frames", "checkpoint.every_frames", "logger.log_every",
@@ -308,6 +348,40 @@ class RecipeConfig:
         if backend == "ray" and importlib.util.find_spec("ray") is None:
             raise ValueError("collector.backend=ray needs Ray: pip install 'torchrl_vta[ray]', or "
                              "use collector.backend=multiprocess|distributed.")
+
+    def _check_explore(self) -> None:
+        from torchrl_vta.objectives.exploration import EXPLORE_TARGETS, mode_scales
+
+        explore = self.explore
+        mode_scales(explore.mode, explore.extrinsic_scale, explore.intrinsic_scale)
+        if explore.mode == "off":
+            given = sorted(k for k, v in dataclasses.asdict(explore).items()
+                           if k != "mode" and v is not None)
+            if given:
+                raise ValueError(f"explore.{given[0]} is set but explore.mode=off: set "
+                                 "explore.mode=reward_free|mixed, or drop the explore options.")
+            return
+        if explore.members is not None and (isinstance(explore.members, bool)
+                                            or explore.members < 2):
+            raise ValueError(f"explore.members must be an int >= 2 (a disagreement needs two "
+                             f"members), got {explore.members!r}.")
+        if explore.target is not None and explore.target not in EXPLORE_TARGETS:
+            raise ValueError(f"explore.target={explore.target!r} is not one of "
+                             f"{list(EXPLORE_TARGETS)}.")
+        for name in ("layers", "units"):
+            value = getattr(explore, name)
+            if value is not None and value < (0 if name == "layers" else 1):
+                raise ValueError(f"explore.{name} must be >= {0 if name == 'layers' else 1}, "
+                                 f"got {value}.")
+        for name in ("lr", "clip"):
+            value = getattr(explore, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"explore.{name} must be > 0, got {value}.")
+        if explore.abs_scale is not None and not explore.abs_scale >= 0:
+            raise ValueError(f"explore.abs_scale must be >= 0, got {explore.abs_scale}.")
+        if explore.hierarchical and self.model.levels < 2:
+            raise ValueError("explore.hierarchical=true needs segments: use model.levels=2, or "
+                             "explore.hierarchical=false.")
 
     def _check_env_options(self) -> None:
         from torchrl_vta.envs.registry import env_options

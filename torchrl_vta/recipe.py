@@ -24,6 +24,7 @@ from torchrl_vta.collectors import make_collector
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
 from torchrl_vta.modules.boundary import TemperatureSchedule
+from torchrl_vta.modules.world_model import PRESETS
 from torchrl_vta.viz import boundary_strip, save_gif, save_png
 
 __all__ = [
@@ -183,7 +184,30 @@ def make_learner(agent: Agent, cfg: RecipeConfig, data_parallel=None) -> Learner
         autocast=cfg.autocast,
         max_skipped_updates=optim.max_skipped_updates,
         data_parallel=data_parallel,
+        **explore_options(cfg),
     )
+
+
+def explore_options(cfg: RecipeConfig) -> dict:
+    """:class:`Learner` keyword arguments of ``cfg.explore`` (ensemble members sized like the
+    preset's heads unless ``explore.layers``/``explore.units`` say otherwise).
+
+    Examples:
+        >>> cfg = RecipeConfig()
+        >>> cfg.explore.mode, cfg.model.preset = "mixed", "test"
+        >>> explore_options(cfg)["explore"]
+        {'layers': 1, 'units': 16}
+    """
+    explore = cfg.explore
+    if explore.mode == "off":
+        return {}
+    # The agent's head sizes (Agent.from_env): the preset's, with model.head's overrides.
+    head = {**PRESETS[cfg.model.preset]["head"], **cfg.model.head}
+    options = {"layers": head["layers"], "units": head["units"], **explore.module_options()}
+    learner = {"explore_lr": explore.lr, "explore_clip": explore.clip,
+               "extrinsic_scale": explore.extrinsic_scale, "intrinsic_scale": explore.intrinsic_scale}
+    return {"explore_mode": explore.mode, "explore": options,
+            **{k: v for k, v in learner.items() if v is not None}}
 
 
 def replay_keys(observation_keys) -> list:

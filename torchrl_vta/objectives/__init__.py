@@ -7,11 +7,15 @@ from torchrl_vta.objectives.actor_critic import (
     make_value_loss,
     make_value_model,
 )
+from torchrl_vta.objectives.exploration import EXPLORE_MODES, Plan2Explore, mode_scales
 from torchrl_vta.objectives.imagination import frozen, imagine_trajectories
 from torchrl_vta.objectives.original_loss import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
 __all__ = [
+    "EXPLORE_MODES",
+    "Plan2Explore",
+    "mode_scales",
     "ImaginationActorLoss",
     "OriginalVTALoss",
     "WorldModelLoss",

@@ -217,6 +217,19 @@ class ImaginationActorLoss(LossModule):
         return_norm (ValueNorm, optional): return normaliser; defaults to
             TorchRL's :class:`~torchrl.modules.PercentileValueNorm` with
             quantiles (0.05, 0.95), rate 0.01 (decay 0.99), min scale 1.
+        intrinsic (Plan2Explore, optional): an intrinsic reward
+            (:class:`~torchrl_vta.objectives.Plan2Explore`). With it, the
+            imagined trajectories also carry ``intrinsic_reward``, the
+            ``intrinsic_value_model`` (a second critic, reading ``feature`` and
+            writing ``intrinsic_state_value``) gives their own λ-returns
+            ``intrinsic_lambda_target`` with their own percentile norm, and the
+            actor's objective is ``extrinsic_scale`` times the task term plus
+            ``intrinsic_scale`` times the intrinsic one. The intrinsic reward
+            enters only the intrinsic returns. Not registered (the learner owns it).
+        intrinsic_value_model (TensorDictModule, optional): the intrinsic critic
+            (required with ``intrinsic``; not registered).
+        extrinsic_scale, intrinsic_scale (float): the two advantage weights
+            (with ``intrinsic``). Defaults 1.0 and 0.1 (sheeprl's ``p2e_dv3``).
 
     ``gamma``/``lmbda`` live in a TorchRL ``TDLambdaEstimator`` (see
     :meth:`make_value_estimator`); the returns themselves come from the
@@ -276,6 +289,10 @@ class ImaginationActorLoss(LossModule):
             value (NestedKey): decoded critic output. Defaults to ``"state_value"``.
             lambda_target (NestedKey): λ-returns. Defaults to ``"lambda_target"``
                 (the key TorchRL's value loss reads).
+            intrinsic_reward, intrinsic_value, intrinsic_lambda_target (NestedKey):
+                the intrinsic stream (with ``intrinsic``). Defaults
+                ``"intrinsic_reward"``, ``"intrinsic_state_value"``,
+                ``"intrinsic_lambda_target"``.
         """
 
         belief: NestedKey = ("next", "belief")
@@ -297,6 +314,9 @@ class ImaginationActorLoss(LossModule):
         discount_weight: NestedKey = "discount_weight"
         value: NestedKey = "state_value"
         lambda_target: NestedKey = "lambda_target"
+        intrinsic_reward: NestedKey = "intrinsic_reward"
+        intrinsic_value: NestedKey = "intrinsic_state_value"
+        intrinsic_lambda_target: NestedKey = "intrinsic_lambda_target"
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -314,8 +334,18 @@ class ImaginationActorLoss(LossModule):
         entropy_coef: float = 3e-4,
         gradient: str = "auto",
         return_norm: ValueNorm | None = None,
+        intrinsic=None,
+        intrinsic_value_model: TensorDictModule | None = None,
+        extrinsic_scale: float = 1.0,
+        intrinsic_scale: float = 0.1,
     ):
         super().__init__()
+        if (intrinsic is None) != (intrinsic_value_model is None):
+            raise ValueError("intrinsic and intrinsic_value_model come together: an intrinsic "
+                             "reward needs its own critic.")
+        for name, value in (("extrinsic_scale", extrinsic_scale), ("intrinsic_scale", intrinsic_scale)):
+            if not _is_real(value) or not value >= 0:
+                raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be a positive int, got {horizon!r}.")
         if not _is_real(entropy_coef) or not entropy_coef >= 0:
@@ -336,6 +366,13 @@ class ImaginationActorLoss(LossModule):
         # parameters (TorchRL's DreamerV3ActorLoss does the same for the critic).
         self.__dict__["world_model"] = world_model
         self.__dict__["value_model"] = value_model
+        self.__dict__["intrinsic"] = intrinsic
+        self.__dict__["intrinsic_value_model"] = intrinsic_value_model
+        self.extrinsic_scale = float(extrinsic_scale) if intrinsic is not None else 1.0
+        self.intrinsic_scale = float(intrinsic_scale) if intrinsic is not None else 0.0
+        if intrinsic is not None:
+            self.intrinsic_retnorm = PercentileValueNorm(quantiles=(0.05, 0.95), rate=0.01,
+                                                         min_scale=1.0)
         self.horizon = horizon
         self.entropy_coef = float(entropy_coef)
         self.gradient = gradient if gradient != "auto" else (
@@ -493,36 +530,55 @@ class ImaginationActorLoss(LossModule):
                 seg_len_key=keys.imagined_seg_len,
                 discount_key=keys.discount_weight,
             )
-        value_td = imagined.select(*value_model.in_keys)
-        with frozen(value_model):
-            value = value_model(value_td).get(keys.value)
-        reward = imagined.get(keys.reward)
         cont = imagined.get(keys.continuation)
-        lambda_target = lambda_returns(
-            reward[..., 1:, :], value[..., 1:, :], cont[..., 1:, :], gamma, lmbda
-        )
         horizon = self.horizon
+        streams = [("", self.extrinsic_scale, imagined.get(keys.reward), value_model, keys.value,
+                    self.retnorm)]
+        if self.intrinsic is not None:
+            intrinsic_reward = self.intrinsic.intrinsic_reward(
+                imagined.get(keys.feature), imagined.get(keys.action),
+                imagined.get(keys.imagined_boundary, None))
+            imagined.set(keys.intrinsic_reward, intrinsic_reward)
+            streams.append(("intrinsic_", self.intrinsic_scale, intrinsic_reward,
+                            self.intrinsic_value_model, keys.intrinsic_value, self.intrinsic_retnorm))
         weight = imagined.get(keys.discount_weight)[..., :horizon, :]
         entropy = imagined.get(keys.action_entropy)[..., :horizon, :]
-        baseline = value[..., :horizon, :]
-        if self.training:
-            self.retnorm.update(gather_statistics(lambda_target))
-        scale = self.retnorm.scale()
+        objective = 0.0
+        diagnostics, targets = {}, []
+        for prefix, stream_scale, reward, critic, critic_key, norm in streams:
+            with frozen(critic):
+                value = critic(imagined.select(*critic.in_keys)).get(critic_key)
+            lambda_target = lambda_returns(
+                reward[..., 1:, :], value[..., 1:, :], cont[..., 1:, :], gamma, lmbda
+            )
+            baseline = value[..., :horizon, :]
+            if self.training:
+                norm.update(gather_statistics(lambda_target))
+            scale = norm.scale()
+            # Each stream's advantage is normalised by its own return range before mixing.
+            if stream_scale:
+                if self.gradient == "reinforce":
+                    objective = objective + stream_scale * (
+                        (lambda_target - baseline) / scale).detach()
+                else:
+                    objective = objective + stream_scale * lambda_target / scale
+            targets.append(lambda_target)
+            diagnostics.update({
+                f"{prefix}return_mean": lambda_target.mean().detach(),
+                f"{prefix}return_scale": scale.detach().reshape(()).clone(),
+                f"{prefix}value_mean": baseline.mean().detach(),
+            })
+            if prefix:
+                diagnostics[f"{prefix}reward_mean"] = reward[..., 1:, :].mean().detach()
         if self.gradient == "reinforce":
-            advantage = ((lambda_target - baseline) / scale).detach()
-            objective = imagined.get(keys.action_log_prob)[..., :horizon, :] * advantage
-        else:
-            objective = lambda_target / scale
+            objective = imagined.get(keys.action_log_prob)[..., :horizon, :] * objective
         loss = -(weight * (objective + self.entropy_coef * entropy)).mean()
-
-        diagnostics = {
+        lambda_target = targets[0]
+        diagnostics.update({
             "loss_actor": loss,
             "actor_entropy": entropy.mean().detach(),
-            "return_mean": lambda_target.mean().detach(),
-            "return_scale": scale.detach().reshape(()).clone(),
-            "value_mean": baseline.mean().detach(),
             "continue_mean": cont[..., 1:, :].mean().detach(),
-        }
+        })
         if isinstance(self.retnorm, PercentileValueNorm):
             diagnostics["return_low"] = self.retnorm.low.detach().reshape(()).clone()
             diagnostics["return_high"] = self.retnorm.high.detach().reshape(()).clone()
@@ -532,6 +588,8 @@ class ImaginationActorLoss(LossModule):
             )
         out = imagined[..., :horizon].detach()
         out.set(keys.lambda_target, lambda_target.detach())
+        if self.intrinsic is not None:
+            out.set(keys.intrinsic_lambda_target, targets[1].detach())
         return TensorDict(diagnostics, []), out
 
     def replay_value_input(
