@@ -109,3 +109,21 @@ def test_set_capacity_reports_the_position_error_per_width(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(row["units"], row["update"]) for row in rows] == [(8, 0)]
     assert rows[0]["position_error"] > 0
+
+
+def test_exploration_counts_distinct_poses_of_every_run_and_random(tmp_path):
+    root = tmp_path / "runs"
+    tiny = ["--model", "tiny", "--frames", "80", "--seeds", "0", "--", "env.options.image_size=16"]
+    _run("exploration.py", "run", "--root", str(root), "--agents", "task", "p2e_hier", *tiny)
+    _run("exploration.py", "finetune", "--root", str(root), *tiny)
+    out, plot = tmp_path / "exploration.json", tmp_path / "exploration.png"
+    _run("exploration.py", "report", "--root", str(root), "--every", "40", "--out", str(out),
+         "--plot", str(plot))
+    report = json.loads(out.read_text())
+    assert set(report["summary"]) == {"task", "p2e_hier", "random", "finetuned", "scratch"}
+    for name in ("task", "p2e_hier", "random"):
+        run = report["runs"][name]["0"]
+        assert run["frames"] == 80
+        poses = run["coverage"]["poses"]
+        assert list(poses) == ["40", "80"] and 1 <= poses["40"] <= poses["80"] <= 80
+    assert plot.stat().st_size > 0

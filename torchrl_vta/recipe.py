@@ -212,16 +212,17 @@ def explore_options(cfg: RecipeConfig) -> dict:
 
 def replay_keys(observation_keys) -> list:
     """What the learner needs of a collected batch (root observations are dropped: the
-    world model reads ``("next", obs)``), and the ground-truth ``("next", "event")`` of
-    envs that have one (never read by the learner; the boundary pictures and
-    :func:`~torchrl_vta.evaluation.replay_boundary_scores` score against it).
+    world model reads ``("next", obs)``), and the ground truth of envs that have it, never
+    read by the learner: ``("next", "event")`` (the boundary pictures and
+    :func:`~torchrl_vta.evaluation.replay_boundary_scores` score against it) and
+    ``("next", "pose")`` (``maze``: ``benchmarks/exploration.py`` counts distinct poses).
 
     Examples:
         >>> replay_keys(["pixels"])[-1]
         ('next', 'pixels')
     """
     keys = ["action", "is_init", TRAJ_KEY, ("next", "reward"), ("next", "terminated"),
-            ("next", "done"), ("next", "truncated"), ("next", "event")]
+            ("next", "done"), ("next", "truncated"), ("next", "event"), ("next", "pose")]
     return keys + [("next", key) for key in observation_keys]
 
 

@@ -356,7 +356,10 @@ class MazeEnv(EnvBase):
 
     Keys: ``pixels`` uint8 ``[3, H, W]``, ``event`` bool ``[1]``, ``reward`` float32 ``[1]``,
     ``done``/``terminated`` bool ``[1]`` (on reaching the goal); action: one-hot float32 ``[3]``
-    over ``(forward, left, right)``.
+    over ``(forward, left, right)``. ``pose`` int64 ``[3]`` is the ground-truth camera pose
+    ``(x, y, heading)``, ``x``/``y`` in steps (``steps_per_block`` per block) on the block
+    grid: not an observation for the agent (the encoder reads float and uint8 keys only), but
+    what exploration is measured by (distinct poses visited).
 
     Args:
         image_size, steps_per_block, fov: see :class:`MazeWorld`.
@@ -396,6 +399,7 @@ class MazeEnv(EnvBase):
         self.observation_spec = Composite(
             pixels=Bounded(0, 255, (3, image_size, image_size), dtype=torch.uint8, device=self.device),
             event=Categorical(2, (1,), dtype=torch.bool, device=self.device),
+            pose=Unbounded((3,), dtype=torch.int64, device=self.device),
             device=self.device,
         )
         self.action_spec = OneHot(NUM_ACTIONS, dtype=torch.float32, device=self.device)
@@ -410,6 +414,7 @@ class MazeEnv(EnvBase):
             {
                 "pixels": torch.from_numpy(obs["pixels"][0]),
                 "event": torch.from_numpy(obs["event"][:1].copy()),
+                "pose": torch.from_numpy(np.concatenate([self.world.units[0], self.world.heading[:1]])),
                 "done": terminated,
                 "terminated": terminated.clone(),
             },
