@@ -6,6 +6,9 @@ collision rate (episodes that end with ``crashed``) and the episode length:
 
 * ``random``: uniform meta-actions (one-hot), seeded;
 * ``idle``: always highway-env's ``IDLE`` meta-action (keep lane and speed);
+* ``lane_left``, ``lane_right``, ``faster``, ``slower``: the other constant meta-actions
+  (``--no-constants`` leaves them out), the references a learned policy should also clear:
+  a constant ``lane_left`` or ``slower`` avoids most collisions on ``highway-fast-v0``;
 * ``NAME=RUN_DIR``: the agent of a ``vta_dreamer.py`` run, rebuilt from the run's saved
   config and its newest checkpoint, acting deterministically (actor mode, RSSM modes) like
   the recipe's evaluation.
@@ -37,8 +40,8 @@ from torchrl_vta.envs import make_env
 from torchrl_vta.recipe import make_agent
 
 RECIPE_ENV = Path(__file__).resolve().parents[1] / "configs" / "env" / "highway.yaml"
-#: highway-env's DiscreteMetaAction index of IDLE (keep lane and speed).
-IDLE = 1
+#: highway-env's DiscreteMetaAction indices.
+META_ACTIONS = {"lane_left": 0, "idle": 1, "lane_right": 2, "faster": 3, "slower": 4}
 
 
 def load_agent(run: Path):
@@ -99,6 +102,8 @@ def main(argv=None) -> None:
                         help="trained vta_dreamer.py runs on env=highway to score")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed-offset", type=int, default=50_000)
+    parser.add_argument("--no-constants", dest="constants", action="store_false",
+                        help="score only the random and idle baselines")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -113,13 +118,18 @@ def main(argv=None) -> None:
     # Every policy drives the env options of the first run (or the recipe's env=highway).
     options = dict(loaded[0][3].env.options) if loaded else dict(
         OmegaConf.load(RECIPE_ENV)["env"]["options"])
+    if options.get("action", "discrete") != "discrete":
+        parser.error(f"env.options.action={options['action']!r}: the baselines are meta-actions; "
+                     "score runs with env.options.action=discrete.")
     max_steps = int(options.get("max_steps") or 1000)
     rows = [
         score("random", lambda env, i: _Constant(env.action_spec, None, seed=i),
               options, args.episodes, args.seed_offset, max_steps),
-        score("idle", lambda env, i: _Constant(env.action_spec, IDLE, seed=i),
-              options, args.episodes, args.seed_offset, max_steps),
     ]
+    for name, index in META_ACTIONS.items():
+        if name == "idle" or args.constants:
+            rows.append(score(name, lambda env, i, index=index: _Constant(env.action_spec, index, seed=i),
+                              options, args.episodes, args.seed_offset, max_steps))
     for name, path, agent, cfg, frames in loaded:
         if dict(cfg.env.options) != options:
             raise ValueError(f"run {name} ({path}) used env.options {dict(cfg.env.options)}, the "

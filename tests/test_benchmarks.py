@@ -127,3 +127,22 @@ def test_exploration_counts_distinct_poses_of_every_run_and_random(tmp_path):
         poses = run["coverage"]["poses"]
         assert list(poses) == ["40", "80"] and 1 <= poses["40"] <= poses["80"] <= 80
     assert plot.stat().st_size > 0
+
+
+def test_highway_control_scores_a_trained_run_against_the_baselines(tmp_path):
+    import pytest
+
+    pytest.importorskip("highway_env")
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_dreamer.py"), "env=highway",
+                    "model=tiny", "threads=1", "collector.total_frames=80", f"output_dir={run}"],
+                   check=True, capture_output=True, cwd=ROOT, timeout=300)
+    out = tmp_path / "highway.json"
+    _run("highway_control.py", "--episodes", "2", f"VTA={run}", "--out", str(out))
+    report = json.loads(out.read_text())
+    names = [row["policy"] for row in report["rows"]]
+    assert names == ["random", "lane_left", "idle", "lane_right", "faster", "slower", "VTA"]
+    for row in report["rows"]:
+        assert row["episodes"] == 2 and len(row["returns"]) == 2
+        assert 0 <= row["collision_rate"] <= 1 and row["length_mean"] >= 1
+    assert report["rows"][-1]["frames"] == 80 and report["rows"][-1]["levels"] == 2
