@@ -35,7 +35,7 @@ from tensordict import TensorDict
 from bench_update import _Specs, fake_batch  # same synthetic replay batch as bench_update.py
 from torchrl_vta import Agent, Learner, WorldModelLoss
 from torchrl_vta.modules import rssm as rssm_module
-from torchrl_vta.objectives import actor_critic, imagination
+from torchrl_vta.objectives import actor_loss, imagination
 
 class _Buffers:
     """Per-key ``[*B, T, ...]`` buffers, allocated at the first step and written in place."""
@@ -229,11 +229,11 @@ def main() -> None:
 
         def with_imagine(candidate):
             def run():
-                actor_critic.imagine_trajectories = candidate or imagination.imagine_trajectories
+                actor_loss.imagine_trajectories = candidate or imagination.imagine_trajectories
                 try:
                     actor_step()
                 finally:
-                    actor_critic.imagine_trajectories = imagination.imagine_trajectories
+                    actor_loss.imagine_trajectories = imagination.imagine_trajectories
             return run
 
         # Both sides of each A/B must do the same work: same seed, same loss.
@@ -246,11 +246,11 @@ def main() -> None:
             for use_candidate in (False, True):
                 if use_candidate:
                     rssm.observe = observe_preallocated.__get__(rssm)
-                    actor_critic.imagine_trajectories = candidate or imagination.imagine_trajectories
+                    actor_loss.imagine_trajectories = candidate or imagination.imagine_trajectories
                 torch.manual_seed(1)
                 results.append(loss_of().detach())
                 rssm.__dict__.pop("observe", None)
-                actor_critic.imagine_trajectories = imagination.imagine_trajectories
+                actor_loss.imagine_trajectories = imagination.imagine_trajectories
             torch.testing.assert_close(results[0], results[1], msg=f"{name} variants differ")
 
         foreach_opts, fused_opts = list(learner.optimizers), fused_adams(learner)

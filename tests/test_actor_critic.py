@@ -10,7 +10,7 @@ from torchrl.modules import PercentileValueNorm, SymExpTwoHot
 
 from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.world_model import make_world_model
-from torchrl_vta.objectives.actor_critic import (
+from torchrl_vta.objectives import (
     ImaginationActorLoss,
     lambda_returns,
     make_target_updater,

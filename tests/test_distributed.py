@@ -18,7 +18,7 @@ from torchrl_vta import Agent, Checkpointer, Learner
 from torchrl_vta.distributed import DataParallel, collective_statistics, gather_statistics
 from torchrl_vta.envs import make_env
 from torchrl_vta.modules.rssm import HierarchicalRSSM
-from torchrl_vta.objectives import actor_critic
+from torchrl_vta.objectives import actor_loss
 
 WORLD = 2
 STEPS = 12
@@ -94,7 +94,7 @@ def _deterministic(monkeypatch_target=None):
     # takes posterior/prior means and argmax boundaries, the actor its mode.
     HierarchicalRSSM._deterministic = lambda self: True
     original = set_exploration_type
-    actor_critic.set_exploration_type = lambda _: original(ExplorationType.DETERMINISTIC)
+    actor_loss.set_exploration_type = lambda _: original(ExplorationType.DETERMINISTIC)
 
 
 def _equivalence_worker(rank, directory, world):

@@ -18,12 +18,9 @@ from torchrl_vta.modules.encoders import make_encoder_module
 from torchrl_vta.modules.rssm import HierarchicalStateEstimator, PreviousActionWriter
 from torchrl_vta.modules.world_model import PRESETS, HierarchicalWorldModel, make_world_model
 from torchrl_vta.objectives._checks import total_loss
-from torchrl_vta.objectives.actor_critic import (
-    ImaginationActorLoss,
-    make_target_updater,
-    make_value_loss,
-    make_value_model,
-)
+from torchrl_vta.objectives.actor_loss import ImaginationActorLoss
+from torchrl_vta.objectives.value_loss import make_target_updater, make_value_loss
+from torchrl_vta.objectives.value_model import make_value_model
 from torchrl_vta.objectives.exploration import Plan2Explore, mode_scales
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 

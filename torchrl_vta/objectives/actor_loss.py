@@ -1,17 +1,13 @@
-"""Imagination actor-critic losses for the hierarchical world model (DreamerV3 style).
+"""The DreamerV3 actor loss on imagined trajectories of the hierarchical RSSM.
 
-* :class:`ImaginationActorLoss` imagines from every posterior state of a
-  rolled-out replay batch (:func:`~torchrl_vta.objectives.imagination.imagine_trajectories`),
-  computes continue-weighted λ-returns with TorchRL's
-  :func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`,
-  normalises them with TorchRL's :class:`~torchrl.modules.PercentileValueNorm`
-  and returns the REINFORCE or dynamics-backprop actor loss.
-* The critic is trained by TorchRL's own
-  :class:`~torchrl.objectives.DreamerV3ValueLoss`, configured DreamerV3-style
-  by :func:`make_value_loss` (two-hot, slow-critic regulariser 1.0, weights
-  from ``discount_weight``) on the value model of :func:`make_value_model`;
-  :func:`make_target_updater` gives the slow critic's
-  :class:`~torchrl.objectives.SoftUpdate` (τ = 0.02).
+:class:`ImaginationActorLoss` imagines from every posterior state of a rolled-out replay
+batch (:func:`~torchrl_vta.objectives.imagination.imagine_trajectories`), computes
+continue-weighted λ-returns with TorchRL's
+:func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`, normalises them
+with TorchRL's :class:`~torchrl.modules.PercentileValueNorm` and returns the REINFORCE or
+dynamics-backprop actor loss; its second output feeds the critic's loss
+(:func:`~torchrl_vta.objectives.make_value_loss`). With an intrinsic reward
+(:class:`~torchrl_vta.objectives.Plan2Explore`) a second critic and return norm join in.
 
 One learner step::
 
@@ -40,132 +36,25 @@ from tensordict.nn import (
     ProbabilisticTensorDictModule,
     ProbabilisticTensorDictSequential,
     TensorDictModule,
-    TensorDictSequential,
 )
 from tensordict.utils import NestedKey
 from torch import distributions as D
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.modules import PercentileValueNorm, SymExpTwoHot
+from torchrl.modules import PercentileValueNorm
 from torchrl.modules.value_norm import ValueNorm
-from torchrl.objectives import DreamerV3ValueLoss, LossModule, SoftUpdate
+from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value.functional import td_lambda_return_estimate
 
 from torchrl_vta.distributed import gather_statistics
-from torchrl_vta.modules.heads import ValueHead
 from torchrl_vta.modules.rssm import RSSMState
 from torchrl_vta.objectives.imagination import DEFAULT_GAMMA, frozen, imagine_trajectories
 
-__all__ = [
-    "GRADIENTS",
-    "ImaginationActorLoss",
-    "lambda_returns",
-    "make_target_updater",
-    "make_value_loss",
-    "make_value_model",
-]
+__all__ = ["GRADIENTS", "ImaginationActorLoss", "lambda_returns"]
 
 GRADIENTS = ("auto", "reinforce", "dynamics")
 
 _START_FIELDS = ("belief", "state", "abs_belief", "abs_state", "seg_len", "seg_num")
-
-
-def make_value_model(
-    feature_dim: int,
-    *,
-    layers: int = 2,
-    units: int = 256,
-    num_bins: int = 255,
-    feature_key: NestedKey = "feature",
-    value_key: NestedKey = "state_value",
-    logits_key: NestedKey = "state_value_logits",
-) -> TensorDictSequential:
-    """Two-hot critic: ``feature -> state_value_logits -> state_value``.
-
-    A zero-initialised :class:`~torchrl_vta.modules.heads.ValueHead` writes the
-    logits over TorchRL's symexp support; a :class:`~torchrl.modules.SymExpTwoHot`
-    decodes them into ``state_value`` ``[*, 1]`` (what the actor loss and the
-    slow-critic regulariser of :class:`~torchrl.objectives.DreamerV3ValueLoss` read).
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> value_model = make_value_model(6, units=16)
-        >>> td = value_model(TensorDict({"feature": torch.randn(4, 6)}, [4]))
-        >>> td["state_value_logits"].shape, td["state_value"].abs().max().item()
-        (torch.Size([4, 255]), 0.0)
-    """
-    head = ValueHead(feature_dim, layers=layers, units=units, num_bins=num_bins)
-    return TensorDictSequential(
-        TensorDictModule(head, in_keys=[feature_key], out_keys=[logits_key]),
-        TensorDictModule(SymExpTwoHot(num_bins), in_keys=[logits_key], out_keys=[value_key]),
-    )
-
-
-def make_value_loss(
-    value_model: TensorDictModule,
-    *,
-    slow_regularization: float = 1.0,
-    num_bins: int = 255,
-    actor_loss: ImaginationActorLoss | None = None,
-    value_key: NestedKey = "state_value",
-    logits_key: NestedKey = "state_value_logits",
-    discount_key: NestedKey = "discount_weight",
-) -> DreamerV3ValueLoss:
-    """TorchRL's :class:`~torchrl.objectives.DreamerV3ValueLoss`, configured as in DreamerV3.
-
-    Two-hot cross entropy to the imagined ``"lambda_target"``, plus
-    ``slow_regularization`` times the two-hot cross entropy to the slow
-    (target) critic's decoded prediction, each step weighted by
-    ``discount_key``. Feed it the second output of
-    :class:`ImaginationActorLoss` (already detached). TorchRL reads the
-    λ-target under the fixed key ``"lambda_target"``: keep that name in the
-    actor loss. ``actor_loss`` only matters when ``discount_key`` is absent
-    (TorchRL then rebuilds the weights from the actor loss's ``gamma``).
-    Step :func:`make_target_updater` after each critic update.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> loss = make_value_loss(make_value_model(6, units=16))
-        >>> target_updater = make_target_updater(loss)
-        >>> imagined = TensorDict({"feature": torch.randn(4, 3, 6),
-        ...                        "lambda_target": torch.randn(4, 3, 1),
-        ...                        "discount_weight": torch.ones(4, 3, 1)}, [4, 3])
-        >>> loss(imagined)[0]["loss_value"].shape
-        torch.Size([])
-    """
-    if not slow_regularization >= 0:
-        raise ValueError(f"slow_regularization must be >= 0, got {slow_regularization}.")
-    loss = DreamerV3ValueLoss(
-        value_model,
-        value_loss="two_hot",
-        discount_loss=True,
-        num_value_bins=num_bins,
-        actor_loss=actor_loss,
-        slow_critic_regularization=slow_regularization,
-    )
-    loss.set_keys(value=value_key, value_logits=logits_key, discount_weight=discount_key)
-    return loss
-
-
-def make_target_updater(value_loss: DreamerV3ValueLoss, *, tau: float = 0.02) -> SoftUpdate:
-    """TorchRL's :class:`~torchrl.objectives.SoftUpdate` of the slow critic (EMA rate ``tau``).
-
-    Call ``.step()`` after every critic optimiser step.
-
-    Examples:
-        >>> loss = make_value_loss(make_value_model(6, units=16))
-        >>> updater = make_target_updater(loss)
-        >>> updater.step()
-    """
-    if not 0 < tau <= 1:
-        raise ValueError(f"tau must be in (0, 1], got {tau}.")
-    if not value_loss.slow_critic_regularization:
-        raise ValueError(
-            "value_loss has no slow critic (slow_regularization=0): there is no target to update."
-        )
-    return SoftUpdate(value_loss, tau=tau)
 
 
 class ImaginationActorLoss(LossModule):
@@ -242,6 +131,7 @@ class ImaginationActorLoss(LossModule):
         >>> from torchrl.data import Bounded, Composite, Unbounded
         >>> from torchrl_vta.modules.actor import make_actor
         >>> from torchrl_vta.modules.world_model import make_world_model
+        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
         >>> action_spec = Bounded(-1, 1, (2,))
         >>> wm = make_world_model(Composite(position=Unbounded((5,))), action_spec, preset="test")
         >>> actor = make_actor(action_spec, wm.rssm.feature_dim, units=16)
@@ -397,6 +287,7 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl.data import OneHot, Composite, Unbounded
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
+        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
             >>> dim = wm.rssm.feature_dim
             >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
@@ -458,6 +349,7 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl.data import OneHot, Composite, Unbounded
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
+        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
             >>> dim = wm.rssm.feature_dim
             >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
@@ -612,6 +504,7 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl.data import OneHot, Composite, Unbounded
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
+        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
             >>> dim = wm.rssm.feature_dim
             >>> value_model = make_value_model(dim, units=16)
@@ -650,6 +543,7 @@ class ImaginationActorLoss(LossModule):
         return out
 
 
+
 def lambda_returns(
     reward: torch.Tensor,
     value: torch.Tensor,
@@ -685,3 +579,4 @@ def _is_categorical(actor: ProbabilisticTensorDictSequential) -> bool:
         if isinstance(module, ProbabilisticTensorDictModule):
             return issubclass(module.distribution_class, (D.Categorical, D.OneHotCategorical))
     raise ValueError("actor has no ProbabilisticTensorDictModule: it cannot be a policy.")
+
