@@ -9,7 +9,13 @@ from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_spa
 from torchrl_vta.collectors import sync_policy_weights
 from torchrl_vta.config import RecipeConfig, flatten_config, resume_config
 from torchrl_vta.distributed import DataParallel, load_agreed_checkpoint
-from torchrl_vta.evaluation import replay_boundary_scores
+from torchrl_vta.evaluation import (
+    evaluate,
+    openloop_strip,
+    replay_boundary_scores,
+    save_episode_video,
+    save_strip,
+)
 from torchrl_vta.envs import AudioInjection, generate_dataset, load_or_generate, make_env, register_env
 from torchrl_vta.metrics import (
     boundary_auc,
@@ -56,7 +62,6 @@ from torchrl_vta.modules.original import (
 from torchrl_vta.recipe import (
     TRAJ_KEY,
     configure_threads,
-    evaluate,
     longest_trajectory,
     make_agent,
     make_collector,
@@ -64,10 +69,7 @@ from torchrl_vta.recipe import (
     make_learner,
     make_logger,
     make_replay_buffer,
-    openloop_strip,
     replay_keys,
-    save_episode_video,
-    save_strip,
     select_device,
 )
 from torchrl_vta.guard import NonFiniteUpdateError

@@ -2,7 +2,7 @@
 
 ``examples/vta_dreamer.py`` reads top to bottom with these: build the envs,
 the agent and its learner, a TorchRL collector and a slice replay buffer, a
-logger; then collect, update, evaluate, draw and checkpoint.
+logger; then collect, update, evaluate (:mod:`torchrl_vta.evaluation`), draw and checkpoint.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tensordict import TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 from torchrl.envs import EnvBase
-from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.collectors import make_collector
@@ -25,12 +23,11 @@ from torchrl_vta.config import RecipeConfig
 from torchrl_vta.envs import make_env
 from torchrl_vta.modules.boundary import TemperatureSchedule
 from torchrl_vta.modules.world_model import PRESETS
-from torchrl_vta.viz import boundary_strip, save_gif, save_png
 
 __all__ = [
     "TRAJ_KEY",
     "configure_threads",
-    "evaluate",
+    "explore_options",
     "make_agent",
     "make_collector",
     "make_env_factory",
@@ -38,10 +35,7 @@ __all__ = [
     "make_logger",
     "make_replay_buffer",
     "longest_trajectory",
-    "openloop_strip",
     "replay_keys",
-    "save_episode_video",
-    "save_strip",
     "select_device",
 ]
 
@@ -325,118 +319,3 @@ def _drop_csv_rows_after(scalars_dir: Path, step: int) -> None:
         kept = [row for row in rows if row.strip() and float(row.split(",", 1)[0]) <= step]
         if len(kept) != len(rows):
             csv.write_text("".join(kept))
-
-
-@torch.no_grad()
-def evaluate(env: EnvBase, agent: Agent, *, episodes: int, max_steps: int):
-    """Deterministic episodes (actor mode, RSSM modes); returns mean return and the first episode.
-
-    Examples:
-        >>> from torchrl_vta.envs import make_env
-        >>> env = make_env("maze", image_size=16, max_steps=10)
-        >>> agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
-        >>> env.append_transform(agent.make_primer())
-        TransformedEnv(...)
-        >>> mean_return, episode = evaluate(env, agent, episodes=1, max_steps=5)
-        >>> episode.shape
-        torch.Size([5])
-    """
-    was_training = agent.training
-    agent.eval()
-    returns, first = [], None
-    try:
-        with set_exploration_type(ExplorationType.DETERMINISTIC):
-            for _ in range(episodes):
-                rollout = env.rollout(max_steps, agent.policy, break_when_any_done=True)
-                returns.append(rollout["next", "reward"].sum().item())
-                first = rollout if first is None else first
-    finally:
-        agent.train(was_training)
-    return sum(returns) / len(returns), first
-
-
-@torch.no_grad()
-def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_key="pixels"):
-    """Truth vs. reconstruction (``context`` steps) then open-loop prediction (``full``).
-
-    ``batch`` is one replay slice ``[T]`` (or ``[1, T]``). Returns the strip
-    image (see :func:`torchrl_vta.viz.boundary_strip`) with the posterior
-    boundaries over the context and the prior boundaries over the prediction,
-    or ``None`` if the env has no image.
-
-    Examples:
-        >>> cfg = RecipeConfig()
-        >>> cfg.model.preset = "test"
-        >>> env = make_env("maze", image_size=16)
-        >>> agent = make_agent(env, cfg)
-        >>> data = env.rollout(8, break_when_any_done=False)
-        >>> openloop_strip(agent, data, context=4).shape  # 2 rows of 16 px + 2 bars of 4 px
-        (40, 128, 3)
-    """
-    model = agent.world_model
-    rssm = model.rssm
-    if image_key not in model.decoder.out_keys:
-        return None
-    batch = batch.reshape(1, -1) if batch.ndim == 1 else batch[:1]
-    was_training = agent.training
-    agent.eval()
-    try:
-        data = batch.clone()
-        model.encoder_module(data)
-        embed = data.get(model.rollout.embed_key)
-        action = data.get(model.rollout.action_key).to(embed.dtype)
-        is_init = data.get("is_init", None)
-        observed, state = rssm.observe(
-            embed[:, :context], action[:, :context],
-            None if is_init is None else is_init[:, :context],
-        )
-        future, _ = rssm.imagine(state, action[:, context:])
-        features = torch.cat(
-            [
-                torch.cat([observed["belief"], observed["state"]], -1),
-                torch.cat([future["belief"], future["state"]], -1),
-            ],
-            1,
-        )
-        prediction = dict(zip(model.decoder.out_keys, model.decoder(features)))[image_key]
-        truth = data.get(("next", image_key))
-    finally:
-        agent.train(was_training)
-    read = forced = None
-    if rssm.levels == 2:
-        read = torch.cat([observed["boundary"], future["boundary"]], 1)[0]
-        forced = torch.cat([observed["boundary_forced"], future["boundary_forced"]], 1)[0]
-    events = data.get(("next", "event"), None)
-    return boundary_strip(
-        [truth[0], prediction[0].clamp(0, 1)],
-        read=read,
-        forced=forced & (read > 0) if forced is not None else None,
-        events=None if events is None else events[0],
-        context=context,
-    )
-
-
-def save_episode_video(path: str | Path, episode: TensorDictBase, image_key: str = "pixels"):
-    """Write an evaluation episode's frames as a GIF (``None`` if the env has no image).
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> episode = make_env("maze", image_size=16).rollout(3)
-        >>> save_episode_video(pathlib.Path(tempfile.mkdtemp()) / "e.gif", episode).suffix
-        '.gif'
-    """
-    frames = episode.get(("next", image_key), None)
-    if frames is None:
-        return None
-    return save_gif(path, frames)
-
-
-def save_strip(path: str | Path, image) -> Path:
-    """Write a boundary strip as PNG.
-
-    Examples:
-        >>> import tempfile, pathlib, numpy as np
-        >>> save_strip(pathlib.Path(tempfile.mkdtemp()) / "s.png", np.zeros((8, 8, 3), np.uint8)).suffix
-        '.png'
-    """
-    return save_png(path, image)
