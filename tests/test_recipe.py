@@ -280,3 +280,27 @@ def test_wandb_offline_needs_no_api_key_and_tensorboard_is_in_all(tmp_path, monk
 
     wandb.finish()
     assert type(logger).__name__ == "WandbLogger" and list((tmp_path / "logs").rglob("*.wandb"))
+
+
+def test_make_learner_passes_every_loss_and_optim_field_and_defaults_are_the_learners():
+    import inspect
+
+    from torchrl_vta.config import LEARNER_ARGUMENTS
+    from torchrl_vta.recipe import make_agent, make_learner
+
+    signature = inspect.signature(Learner.__init__).parameters
+    cfg = RecipeConfig()
+    for section, names in LEARNER_ARGUMENTS.items():
+        for name, argument in names.items():
+            assert getattr(getattr(cfg, section), name) == signature[argument].default, name
+    cfg.model.preset = "test"
+    cfg.loss.horizon, cfg.loss.gamma, cfg.loss.lmbda = 3, 0.9, 0.5
+    cfg.loss.entropy_coef, cfg.loss.slow_critic_tau = 0.01, 0.5
+    cfg.optim.model_lr, cfg.optim.actor_clip = 0.123, 7.0
+    cfg.optim.max_skipped_updates = 4
+    learner = make_learner(make_agent(make_env("maze", image_size=16), cfg), cfg)
+    assert learner.actor_loss.horizon == 3 and learner.gamma == 0.9 and learner.lmbda == 0.5
+    assert learner.actor_loss.entropy_coef == 0.01
+    assert learner.target_updater.eps == pytest.approx(0.5)
+    assert learner.optimizers[0].param_groups[0]["lr"] == 0.123
+    assert learner.clips[1] == 7.0 and learner.guard.max_consecutive == 4

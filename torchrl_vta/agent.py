@@ -22,6 +22,7 @@ from torchrl_vta.objectives.actor_loss import ImaginationActorLoss
 from torchrl_vta.objectives.value_loss import make_target_updater, make_value_loss
 from torchrl_vta.objectives.value_model import make_value_model
 from torchrl_vta.objectives.exploration import Plan2Explore, mode_scales
+from torchrl_vta.objectives.imagination import DEFAULT_GAMMA
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
 __all__ = ["AUTOCAST", "Agent", "Learner", "OPTIMIZERS"]
@@ -187,7 +188,7 @@ class Learner(nn.Module):
         actor_clip: float = 100.0,
         critic_clip: float = 100.0,
         horizon: int = 15,
-        gamma: float = 1 - 1 / 333,
+        gamma: float = DEFAULT_GAMMA,
         lmbda: float = 0.95,
         entropy_coef: float = 3e-4,
         actor_gradient: str = "auto",

@@ -8,6 +8,7 @@ Hydra config, so a misspelled key or a value of the wrong type fails at start-up
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -63,36 +64,59 @@ class ModelConfig:
     critic: dict[str, Any] = field(default_factory=dict)
 
 
+def _learner_default(name: str):
+    """The default of :class:`~torchrl_vta.agent.Learner`'s argument ``name``: the learner's
+    signature is the one source of these defaults."""
+    from torchrl_vta.agent import Learner
+
+    return inspect.signature(Learner.__init__).parameters[name].default
+
+
+#: Config field -> :class:`~torchrl_vta.agent.Learner` argument, per section (what
+#: :func:`~torchrl_vta.recipe.make_learner` passes through, and where the defaults come from).
+LEARNER_ARGUMENTS = {
+    "loss": {"horizon": "horizon", "gamma": "gamma", "lmbda": "lmbda",
+             "entropy_coef": "entropy_coef", "actor_gradient": "actor_gradient",
+             "slow_critic": "slow_critic", "slow_critic_tau": "slow_critic_tau",
+             "replay_value_scale": "replay_value_scale"},
+    "optim": {"kind": "optimizer", "model_lr": "model_lr", "actor_lr": "actor_lr",
+              "critic_lr": "critic_lr", "model_clip": "model_clip", "actor_clip": "actor_clip",
+              "critic_clip": "critic_clip", "max_skipped_updates": "max_skipped_updates"},
+}
+
+
 @dataclass
 class LossConfig:
-    """World-model loss options and imagination actor-critic hyperparameters."""
+    """World-model loss options and imagination actor-critic hyperparameters (defaults:
+    :class:`~torchrl_vta.agent.Learner`'s)."""
 
     world_model: dict[str, Any] = field(default_factory=dict)
-    horizon: int = 15
-    gamma: float = 1 - 1 / 333
-    lmbda: float = 0.95
-    entropy_coef: float = 3e-4
-    actor_gradient: str = "auto"
-    slow_critic: float = 1.0
-    slow_critic_tau: float = 0.02
-    replay_value_scale: float = 0.0
+    horizon: int = _learner_default("horizon")
+    gamma: float = _learner_default("gamma")
+    lmbda: float = _learner_default("lmbda")
+    entropy_coef: float = _learner_default("entropy_coef")
+    actor_gradient: str = _learner_default("actor_gradient")
+    slow_critic: float = _learner_default("slow_critic")
+    slow_critic_tau: float = _learner_default("slow_critic_tau")
+    replay_value_scale: float = _learner_default("replay_value_scale")
     temperature_final: Optional[float] = None
     temperature_decay_every: int = 100
 
 
 @dataclass
 class OptimConfig:
-    """``adam`` (three Adams, DreamerV3 2023) or ``dreamerv3`` (TorchRL's LaProp + AGC)."""
+    """``adam`` (three Adams, DreamerV3 2023) or ``dreamerv3`` (TorchRL's LaProp + AGC);
+    defaults: :class:`~torchrl_vta.agent.Learner`'s."""
 
-    kind: str = "adam"
-    model_lr: float = 1e-4
-    actor_lr: float = 3e-5
-    critic_lr: float = 3e-5
-    model_clip: float = 1000.0
-    actor_clip: float = 100.0
-    critic_clip: float = 100.0
+    kind: str = _learner_default("optimizer")
+    model_lr: float = _learner_default("model_lr")
+    actor_lr: float = _learner_default("actor_lr")
+    critic_lr: float = _learner_default("critic_lr")
+    model_clip: float = _learner_default("model_clip")
+    actor_clip: float = _learner_default("actor_clip")
+    critic_clip: float = _learner_default("critic_clip")
     #: Stop with an error after this many consecutive updates with a non-finite part.
-    max_skipped_updates: int = 10
+    max_skipped_updates: int = _learner_default("max_skipped_updates")
 
 
 @dataclass

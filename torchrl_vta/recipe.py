@@ -19,7 +19,7 @@ from torchrl.envs import EnvBase
 
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.collectors import make_collector
-from torchrl_vta.config import RecipeConfig
+from torchrl_vta.config import LEARNER_ARGUMENTS, RecipeConfig
 from torchrl_vta.envs import make_env
 from torchrl_vta.modules.boundary import TemperatureSchedule
 from torchrl_vta.modules.world_model import PRESETS
@@ -155,28 +155,15 @@ def make_learner(agent: Agent, cfg: RecipeConfig, data_parallel=None) -> Learner
             initial=policy.temperature, final=loss.temperature_final,
             every=loss.temperature_decay_every,
         )
+    sections = {"loss": loss, "optim": optim}
     return Learner(
         agent,
-        optimizer=optim.kind,
-        model_lr=optim.model_lr,
-        actor_lr=optim.actor_lr,
-        critic_lr=optim.critic_lr,
-        model_clip=optim.model_clip,
-        actor_clip=optim.actor_clip,
-        critic_clip=optim.critic_clip,
-        horizon=loss.horizon,
-        gamma=loss.gamma,
-        lmbda=loss.lmbda,
-        entropy_coef=loss.entropy_coef,
-        actor_gradient=loss.actor_gradient,
-        slow_critic=loss.slow_critic,
-        slow_critic_tau=loss.slow_critic_tau,
-        replay_value_scale=loss.replay_value_scale,
+        **{argument: getattr(sections[section], name)
+           for section, names in LEARNER_ARGUMENTS.items() for name, argument in names.items()},
         world_model_loss=dict(loss.world_model),
         compile=cfg.compile,
         compile_mode=cfg.compile_mode,
         autocast=cfg.autocast,
-        max_skipped_updates=optim.max_skipped_updates,
         data_parallel=data_parallel,
         **explore_options(cfg),
     )
