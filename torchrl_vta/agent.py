@@ -232,7 +232,6 @@ class Learner(nn.Module):
             exploration = dict(intrinsic=self.explore,
                                intrinsic_value_model=self.intrinsic_value_model,
                                extrinsic_scale=extrinsic, intrinsic_scale=intrinsic)
-        self.explore_mode = explore_mode
         self.actor_loss = ImaginationActorLoss(
             agent.actor,
             agent.world_model,

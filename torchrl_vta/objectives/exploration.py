@@ -33,7 +33,7 @@ from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
 from torchrl_vta.distributed import gather_statistics
-from torchrl_vta.modules.ensemble import EnsembleMLP
+from torchrl_vta.modules.ensemble import EnsembleMLP, disagreement
 from torchrl_vta.modules.world_model import FEATURE_NAMES
 from torchrl_vta.objectives._checks import entry
 from torchrl_vta.objectives.imagination import frozen
@@ -231,10 +231,11 @@ class Plan2Explore(LossModule):
         return TensorDict(out, [])
 
     def _fit(self, ensemble, norm, inputs, target, mask):
-        error = ensemble.loss(inputs, target).unsqueeze(-1)
+        predictions = ensemble(inputs)  # one forward for the loss and the statistics
+        error = (predictions - target.unsqueeze(0)).pow(2).mean(-1).mean(0).unsqueeze(-1)
         loss = (error * mask).sum() / mask.sum().clamp_min(1)
         with torch.no_grad():
-            spread = ensemble.disagreement(inputs)
+            spread = disagreement(predictions)
             if self.training:
                 norm.update(spread, mask)
             mean_spread = (spread * mask).sum() / mask.sum().clamp_min(1)
