@@ -201,7 +201,12 @@ class ExploreConfig:
     clip: Optional[float] = None
 
     def module_options(self) -> dict[str, Any]:
-        """The options set for :class:`~torchrl_vta.objectives.Plan2Explore`."""
+        """The options set for :class:`~torchrl_vta.objectives.Plan2Explore`.
+
+        Examples:
+            >>> ExploreConfig(mode="mixed", members=4, hierarchical=True).module_options()
+            {'members': 4, 'hierarchical': True}
+        """
         names = ("members", "target", "layers", "units", "hierarchical", "abs_scale")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
