@@ -6,6 +6,13 @@ losses and the mean position error of the vehicles present, for each ``--units``
 that cannot reconstruct one frame bounds every world model built on it::
 
     python benchmarks/set_capacity.py --units 64 256 --out benchmarks/results/set_capacity.json
+
+``--gru-hidden 144 384`` trains the teacher-forced sequence baseline instead (set width
+``--units``, windows of 32 steps, batch 16, as ``traffic_prediction.py``) and reports the
+position error of its reconstruction of the current frame::
+
+    python benchmarks/set_capacity.py --units 256 --gru-hidden 144 --updates 500 \\
+        --out benchmarks/results/set_capacity_sequence_gru144.json
 """
 
 from __future__ import annotations
@@ -55,19 +62,64 @@ def run(units: int, args) -> list[dict]:
     return rows
 
 
+def run_sequence(hidden: int, args) -> list[dict]:
+    """The traffic baseline (set encoder, GRU of ``hidden`` units, set decoders), teacher
+    forced on windows of ``--window`` steps (batch ``--sequences``) as
+    ``traffic_prediction.py`` trains it: the position error of its reconstruction of the
+    current frame, every 100 updates (the GRU between the set encoder and the decoder is
+    the only difference from the single-frame autoencoder)."""
+    from torchrl_vta.modules.set_baseline import DeterministicSetModel
+
+    torch.manual_seed(0)
+    data = traffic_sequences(64, 200, seed=100)
+    slots, features = data["vehicles"].shape[-2:]
+    model = DeterministicSetModel(slots, features, discrete=VEHICLE_DISCRETE_COLUMNS,
+                                  units=args.units[0], hidden=hidden, layers=2, heads=4,
+                                  slot_ids=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for step in range(args.updates + 1):
+        rows_index = torch.randint(0, data.shape[0], (args.sequences,), generator=generator)
+        starts = torch.randint(0, data.shape[1] - args.window + 1, (args.sequences,), generator=generator)
+        window = data[rows_index[:, None], starts[:, None] + torch.arange(args.window)]
+        losses = model.loss(window["vehicles"], window["vehicles_mask"])
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+        optimizer.step()
+        if step % 100 == 0:
+            with torch.no_grad():
+                reconstruction, _, _ = model(window["vehicles"], window["vehicles_mask"])
+                values, _ = model.reconstruct.decode(reconstruction)
+                mask = window["vehicles_mask"]
+                error = ((values[..., :2] - window["vehicles"][..., :2]).norm(dim=-1) * mask).sum()
+            rows.append({"units": args.units[0], "gru_hidden": hidden, "update": step,
+                         "loss": losses["loss"].item(),
+                         "position_error": (error / mask.sum()).item()})
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--gru-hidden", type=int, nargs="*", default=[],
+                        help="instead: the teacher-forced sequence baseline with these GRU widths "
+                             "(set width: the first --units)")
+    parser.add_argument("--sequences", type=int, default=16)
+    parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     report = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                           "threads": 1, "date": datetime.date.today().isoformat()},
               "command": " ".join(["python", *sys.argv]),
-              "rows": [row for units in args.units for row in run(units, args)]}
+              "rows": ([row for hidden in args.gru_hidden for row in run_sequence(hidden, args)]
+                       if args.gru_hidden else
+                       [row for units in args.units for row in run(units, args)])}
     text = json.dumps(report, indent=1) + "\n"
     if args.out:
         args.out.write_text(text)

@@ -167,6 +167,9 @@ def test_reward_free_learner_updates_every_part_and_resumes_bit_for_bit(tmp_path
                               explore=dict(members=3, units=16, hierarchical=True))
 
     agent, learner = fresh()
+    # The intrinsic critic is a fresh network of the task critic's shape.
+    ours = [p.shape for p in learner.intrinsic_value_model.parameters()]
+    assert ours == [p.shape for p in agent.value_model.parameters()]
     before = {k: v.clone() for k, v in learner.state_dict().items() if k != "optimizers"}
     metrics = learner.update(batch.clone())
     for key in ("loss_ensemble", "loss_abs_ensemble", "loss_intrinsic_value", "intrinsic_reward_mean"):
@@ -277,3 +280,16 @@ def test_recipe_reward_free_pretraining_then_task_fine_tuning(tmp_path):
     assert loaded, "init_from loaded the pretrained weights"
     for key, value in state["agent"].items():
         assert torch.equal(loaded[key], value), key
+
+
+def test_reward_normaliser_is_one_until_it_counts_something_and_then_the_mean():
+    from torchrl_vta.objectives.exploration import _RunningMean
+
+    norm = _RunningMean(0.5)
+    assert norm.value().item() == 1.0
+    norm.update(torch.tensor([3.0, 5.0]), torch.zeros(2))  # nothing counted
+    assert norm.value().item() == 1.0 and norm.weight.item() == 0.0
+    norm.update(torch.tensor([3.0, 5.0, 100.0]), torch.tensor([1.0, 1.0, 0.0]))
+    assert norm.value().item() == pytest.approx(4.0), "bias-corrected masked mean"
+    norm.update(torch.tensor([8.0]), torch.ones(1))
+    assert norm.value().item() == pytest.approx((0.25 * 4 + 0.5 * 8) / 0.75)

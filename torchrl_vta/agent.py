@@ -112,8 +112,7 @@ def _renamed_critic(value_model: TensorDictSequential) -> TensorDictSequential:
     """A fresh critic of ``value_model``'s shape writing ``intrinsic_state_value(_logits)``."""
     head = value_model[0].module
     return make_value_model(
-        head.in_features, layers=(len(head.mlp.model) - 1) // 3,
-        units=head.mlp.model[0].out_features, num_bins=head.two_hot.num_bins,
+        head.in_features, layers=head.layers, units=head.units, num_bins=head.num_bins,
         feature_key=value_model[0].in_keys[0], value_key="intrinsic_state_value",
         logits_key="intrinsic_state_value_logits",
     ).to(next(value_model.parameters()).device)

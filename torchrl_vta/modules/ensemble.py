@@ -56,8 +56,8 @@ class EnsembleMLP(nn.Module):
         >>> ensemble = EnsembleMLP(6, 3, members=4, units=16)
         >>> ensemble(torch.randn(2, 5, 6)).shape
         torch.Size([4, 2, 5, 3])
-        >>> ensemble.loss(torch.randn(2, 5, 6), torch.zeros(2, 5, 3)).shape
-        torch.Size([2, 5])
+        >>> ensemble.disagreement(torch.randn(2, 5, 6)).shape
+        torch.Size([2, 5, 1])
     """
 
     def __init__(self, in_features: int, out_features: int, *, members: int = 8,
@@ -96,10 +96,6 @@ class EnsembleMLP(nn.Module):
                 h = F.layer_norm(h, h.shape[-1:])
                 h = F.silu(h * self.norm_weights[i] + self.norm_biases[i])
         return h.reshape(self.members, *batch, h.shape[-1])
-
-    def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Squared error of every member to ``target``, mean over features and members: ``[*B]``."""
-        return (self(x) - target.unsqueeze(0)).pow(2).mean(-1).mean(0)
 
     def disagreement(self, x: torch.Tensor) -> torch.Tensor:
         """:func:`disagreement` of the members' predictions at ``x``: ``[*B, 1]``."""

@@ -59,6 +59,7 @@ class TwoHotHead(nn.Module):
     ):
         super().__init__()
         self.in_features = _positive_int("in_features", in_features)
+        self.layers, self.units, self.num_bins = layers, units, num_bins
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}.")
         self.mlp = DreamerV3MLP(

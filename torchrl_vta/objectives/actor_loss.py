@@ -287,7 +287,7 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl.data import OneHot, Composite, Unbounded
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
-        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
+            >>> from torchrl_vta.objectives import make_value_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
             >>> dim = wm.rssm.feature_dim
             >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
@@ -349,7 +349,7 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl.data import OneHot, Composite, Unbounded
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
-        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
+            >>> from torchrl_vta.objectives import make_value_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
             >>> dim = wm.rssm.feature_dim
             >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
@@ -504,7 +504,7 @@ class ImaginationActorLoss(LossModule):
             >>> from torchrl.data import OneHot, Composite, Unbounded
             >>> from torchrl_vta.modules.actor import make_actor
             >>> from torchrl_vta.modules.world_model import make_world_model
-        >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
+            >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
             >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
             >>> dim = wm.rssm.feature_dim
             >>> value_model = make_value_model(dim, units=16)

@@ -87,14 +87,16 @@ class _RunningMean(torch.nn.Module):
         # Sum and count travel together, so ranks with different counts agree on the mean.
         stats = gather_statistics(torch.stack([(value * mask).sum(), mask.sum()]).reshape(1, 2))
         total, count = stats.sum(0)
-        if count > 0:
-            self.total.mul_(self.decay).add_((1 - self.decay) * total / count)
-            self.weight.mul_(self.decay).add_(1 - self.decay)
+        # A batch with nothing to count leaves the statistic as it is (rate 0), without a
+        # host sync on the count.
+        rate = (1 - self.decay) * (count > 0).to(total.dtype)
+        self.total.lerp_(total / count.clamp_min(1), rate)
+        self.weight.lerp_(torch.ones_like(self.weight), rate)
 
     def value(self) -> torch.Tensor:
-        if self.weight <= 0:
-            return torch.ones_like(self.total)
-        return (self.total / self.weight).clamp_min(1e-8)
+        """The mean (1 before any update)."""
+        mean = (self.total / self.weight.clamp_min(1e-12)).clamp_min(1e-8)
+        return torch.where(self.weight > 0, mean, torch.ones_like(mean))
 
 
 class Plan2Explore(LossModule):
@@ -200,15 +202,17 @@ class Plan2Explore(LossModule):
                       **({"embed": embed_keys[0]} if embed_keys else {}))
         self.out_keys = ["loss_ensemble"] + (["loss_abs_ensemble"] if self.hierarchical else [])
 
+    def _feature_names(self) -> tuple[str, ...]:
+        return FEATURE_NAMES if self.world_model.rssm.levels > 1 else FEATURE_NAMES[:2]
+
     def _forward_value_estimator_keys(self, **kwargs) -> None:
-        names = FEATURE_NAMES if self.world_model.rssm.levels > 1 else FEATURE_NAMES[:2]
         keys = self.tensor_keys
-        self.in_keys = [getattr(keys, n) for n in names] + [keys.embed, keys.action, keys.is_init] + (
+        self.in_keys = [getattr(keys, n) for n in self._feature_names()] + [
+            keys.embed, keys.action, keys.is_init] + (
             [keys.boundary] if self.world_model.rssm.levels > 1 else [])
 
     def _feature(self, tensordict: TensorDictBase) -> torch.Tensor:
-        names = FEATURE_NAMES if self.world_model.rssm.levels > 1 else FEATURE_NAMES[:2]
-        return torch.cat([entry(self, tensordict, n) for n in names], -1)
+        return torch.cat([entry(self, tensordict, n) for n in self._feature_names()], -1)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         feature = self._feature(tensordict).detach()
