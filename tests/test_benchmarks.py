@@ -109,6 +109,11 @@ def test_set_capacity_reports_the_position_error_per_width(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(row["units"], row["update"]) for row in rows] == [(8, 0)]
     assert rows[0]["position_error"] > 0
+    _run("set_capacity.py", "--units", "8", "--gru-hidden", "6", "12", "--updates", "1",
+         "--sequences", "2", "--window", "4", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["gru_hidden"], row["update"]) for row in rows] == [(6, 0), (12, 0)]
+    assert all(row["position_error"] > 0 and row["units"] == 8 for row in rows)
 
 
 def test_exploration_counts_distinct_poses_of_every_run_and_random(tmp_path):
