@@ -15,9 +15,12 @@ envs), every env carries the agent's primer (the recurrent acting state), and tr
 ids are unique across envs. The acting policy's weights follow the learner's: after every
 batch for ``local``/``multiprocess`` (:func:`sync_policy_weights`), and every
 ``collector.sync_every`` batches through TorchRL's weight-sync scheme for ``distributed``
-and ``ray``, whose workers act with weights at most that many batches old; ``distributed``
-workers collect the next batch while the learner updates, so one batch more (on one
-machine they hold the policy in shared memory and see each update when it lands).
+and ``ray``; ``ray`` workers act with weights at most that many batches old.
+``distributed`` workers do not wait for the learner: a batch's ``isend`` returns at once, so
+a worker can run several batches ahead when the learner is slow, and the lag is not
+bounded by ``sync_every``. On one machine they hold the policy in shared memory and see
+each update when it lands; each sent batch is its own copy, so a batch never mixes two
+rollouts.
 """
 
 from __future__ import annotations
@@ -103,8 +106,10 @@ class _DistributedSyncCollector(DistributedSyncCollector):
 
 def _contiguous(data: TensorDictBase) -> TensorDictBase:
     # A worker's batch goes out with torch.distributed's isend, which takes contiguous
-    # tensors only (a batch where an episode ended holds strided ones).
-    return data.contiguous()
+    # tensors only (a batch where an episode ended holds strided ones) and reads them
+    # after the call returns, while the worker's collector (return_same_td) already
+    # writes the next batch into the same memory: each batch gets its own copy.
+    return data.apply(lambda leaf: leaf.clone(memory_format=torch.contiguous_format))
 
 
 def _ray_init_config(envs: int) -> dict:
