@@ -45,6 +45,8 @@ from torchrl_vta import (
     flatten_config,
     load_agreed_checkpoint,
     load_pretrained,
+    log_image,
+    log_video,
     longest_trajectory,
     make_agent,
     make_collector,
@@ -197,7 +199,6 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
     eval_metrics: dict = {}
     evaluated_at = -1
     sampleable = False
-    episode_return = torch.zeros(cfg.collector.num_envs)
     start = time.perf_counter()
     start_frames = counters["frames"]
     log.info("Training in %s with %d torch thread(s) on %s.", out, threads, device)
@@ -217,6 +218,9 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
         counters["eval_return"] = mean_return
         if cfg.eval.video:
             save_episode_video(out / "videos" / f"eval_{counters['frames']}.gif", episode)
+            frames = episode.get(("next", "pixels"), None)
+            if frames is not None:
+                log_video(logger, "eval/episode", frames, counters["frames"])
             # Before the first update the prediction is the untrained decoder's noise.
             if sampleable and int(learner.updates) > 0:
                 with warnings.catch_warnings():  # one slice, not the training batch size
@@ -225,6 +229,7 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
                 strip = openloop_strip(agent, slice_, context=cfg.eval.openloop_context)
                 if strip is not None:
                     save_strip(out / "pictures" / f"openloop_{counters['frames']}.png", strip)
+                    log_image(logger, "eval/openloop", strip, counters["frames"])
         if sampleable and int(learner.updates) > 0:
             # Envs with true events: READs vs events on a replayed batch (forcing off).
             batch = replay.sample().reshape(cfg.replay.batch_size, cfg.replay.seq_len)
@@ -269,6 +274,10 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
             return parallel.any(bool(stop))
 
         for data in collector:
+            # Training episode returns: RewardSum's running sum where an episode ends, per
+            # env in collection order (the replay does not keep it).
+            ended = data["next", "done"].reshape(cfg.collector.num_envs, -1)
+            finished = data["next", "episode_reward"].reshape(cfg.collector.num_envs, -1)[ended]
             data = data.select(*replay_keys(observation_keys), strict=False)
             data[TRAJ_KEY] = data[TRAJ_KEY] + counters["traj_offset"]
             replay.extend(data)
@@ -281,15 +290,8 @@ def _train(cfg: RecipeConfig, changed, parallel: DataParallel) -> dict:
             counters["traj_max"] = int(data[TRAJ_KEY].max())
             progress.update(frames)
 
-            # Training episode returns (per env), logged as they finish.
-            rewards = data["next", "reward"].reshape(cfg.collector.num_envs, -1)
-            dones = data["next", "done"].reshape(cfg.collector.num_envs, -1)
-            for env_index in range(cfg.collector.num_envs):
-                for reward, done in zip(rewards[env_index], dones[env_index]):
-                    episode_return[env_index] += reward
-                    if done:
-                        log_scalars({"episode_return": episode_return[env_index]}, "train")
-                        episode_return[env_index] = 0
+            for episode_return in finished.tolist():
+                log_scalars({"episode_return": episode_return}, "train")
 
             if counters["frames"] >= cfg.collector.init_random_frames:
                 # Each rank's update replays its own batch: per rank, the frames it collected.

@@ -304,3 +304,69 @@ def test_make_learner_passes_every_loss_and_optim_field_and_defaults_are_the_lea
     assert learner.target_updater.eps == pytest.approx(0.5)
     assert learner.optimizers[0].param_groups[0]["lr"] == 0.123
     assert learner.clips[1] == 7.0 and learner.guard.max_consecutive == 4
+
+
+def test_env_factory_adds_reward_sum_and_the_recipe_logs_each_finished_episode(tmp_path):
+    """``episode_reward`` is the running return of the current episode (reset with it), and
+    the recipe logs one ``train/episode_return`` per finished episode."""
+    from torchrl_vta.recipe import make_env_factory
+
+    cfg = config("env=highway", "env.options.max_steps=7")
+    env = make_env_factory(cfg)()
+    rollout = env.rollout(20, break_when_any_done=False)
+    reward = rollout["next", "reward"].squeeze(-1)
+    done = rollout["next", "done"].squeeze(-1)
+    assert done.sum() >= 2 and (reward > 0).any()
+    running, expected = 0.0, []
+    for r, d in zip(reward.tolist(), done.tolist()):
+        running += r
+        expected.append(running)
+        running = 0.0 if d else running
+    torch.testing.assert_close(rollout["next", "episode_reward"].squeeze(-1), torch.tensor(expected))
+
+    script = load_script()
+    run = tmp_path / "run"
+    script.train(config("env=maze", "env.options.image_size=16", "env.options.max_steps=10",
+                        "model=tiny", f"output_dir={run}", "collector.total_frames=60",
+                        "collector.frames_per_batch=20", "collector.init_random_frames=40",
+                        "eval.every_frames=1000", "threads=1"))
+    assert len(scalars(run, "train/episode_return")) == 6
+
+
+def test_pictures_and_videos_reach_the_tensorboard_and_wandb_loggers(tmp_path, monkeypatch):
+    """The recipe sends its open-loop strip and evaluation episode to the run's logger, with
+    the frame count as step; wandb (offline) stores the image and the video as media."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    script = load_script()
+    run = tmp_path / "tb"
+    script.train(config(*QUICK, "logger=tensorboard", f"output_dir={run}", "collector.total_frames=60"))
+    events = EventAccumulator(str(run / "logs" / "vta_dreamer"), size_guidance={"images": 0})
+    events.Reload()
+    # TensorBoard keeps a logged video as an animated image: both land under "images".
+    assert {"eval/openloop", "eval/episode"} <= set(events.Tags()["images"])
+    strips = events.Images("eval/openloop")
+    # The strip as drawn (the PNG in pictures/ is the same image upscaled twice).
+    import imageio.v2 as imageio
+
+    png = imageio.imread(run / "pictures" / "openloop_60.png")
+    assert [s.step for s in strips] == [40, 60] and 2 * strips[-1].width == png.shape[1]
+    assert [e.step for e in events.Images("eval/episode")] == [20, 40, 60]
+
+    from torchrl_vta import log_image, log_video
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = RecipeConfig()
+    cfg.logger.backend = "wandb"
+    logger = make_logger(cfg, tmp_path / "wandb", "demo")
+    import numpy as np
+    import wandb
+
+    assert log_image(logger, "eval/openloop", np.full((8, 12, 3), 200, np.uint8), step=5)
+    assert log_video(logger, "eval/episode", torch.rand(4, 3, 8, 8), step=5)
+    wandb.finish()
+    media = {path.suffix for path in (tmp_path / "wandb").rglob("media/**/*") if path.is_file()}
+    assert {".png", ".mp4"} <= media, media
+    assert not log_image(make_logger(RecipeConfig(), tmp_path / "csv", "demo"), "x",
+                         np.zeros((4, 4, 3), np.uint8), step=1)

@@ -9,6 +9,7 @@ from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_spa
 from torchrl_vta.collectors import sync_policy_weights
 from torchrl_vta.config import RecipeConfig, flatten_config, resume_config
 from torchrl_vta.distributed import DataParallel, load_agreed_checkpoint
+from torchrl_vta.logger_media import log_image, log_video
 from torchrl_vta.evaluation import (
     evaluate,
     openloop_strip,
@@ -101,6 +102,8 @@ __all__ = [
     "flatten_config",
     "load_agreed_checkpoint",
     "load_pretrained",
+    "log_image",
+    "log_video",
     "longest_trajectory",
     "GracefulStop",
     "NonFiniteUpdateError",

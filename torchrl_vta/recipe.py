@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
-from torchrl.envs import EnvBase
+from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.collectors import make_collector
@@ -89,18 +89,25 @@ def configure_threads(threads: int = 0) -> int:
 
 
 def make_env_factory(cfg: RecipeConfig, *, seed_offset: int = 0) -> Callable[[], EnvBase]:
-    """A picklable-enough callable building the configured env (for collectors).
+    """A picklable-enough callable building the configured env (for collectors), with
+    TorchRL's ``RewardSum``: ``("next", "episode_reward")`` holds the return so far, so a
+    step where ``done`` is set carries the episode's return.
 
     Examples:
         >>> factory = make_env_factory(RecipeConfig())
-        >>> callable(factory)
+        >>> "episode_reward" in factory().observation_spec.keys()
         True
     """
     name, options = cfg.env.name, dict(cfg.env.options)
     seed = cfg.seed + seed_offset
 
     def factory() -> EnvBase:
-        return make_env(name, **{"seed": seed, **options})
+        env = make_env(name, **{"seed": seed, **options})
+        if isinstance(env, TransformedEnv):
+            if not any(isinstance(t, RewardSum) for t in env.transform):
+                env.append_transform(RewardSum())
+            return env
+        return TransformedEnv(env, RewardSum())
 
     return factory
 
