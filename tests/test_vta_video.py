@@ -1,6 +1,5 @@
 """End-to-end smoke runs and option checking of examples/vta_video.py."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,16 +8,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from torchrl_vta.video import validate_config
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "vta_video.py"
 CONFIG_DIR = str(ROOT / "configs" / "video")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("vta_video", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _compose(*overrides):
@@ -81,10 +75,9 @@ def test_bad_options_fail_before_any_work(tmp_path, overrides, message):
 
 
 def test_validation_names_the_bad_option():
-    script = _load_script()
-    config = script.validate_config(_compose("preset=smoke"))
+    config = validate_config(_compose("preset=smoke"))
     assert config.window == 10 and config.model.sizes() == (16, 8, 2)
-    one_ball = script.validate_config(_compose("dataset=one_ball")).dataset
+    one_ball = validate_config(_compose("dataset=one_ball")).dataset
     assert one_ball.name == "balls" and one_ball.options["num_balls"] == 1
     cases = [
         (("model.size=huge",), "model.size must be one of"),
@@ -101,6 +94,6 @@ def test_validation_names_the_bad_option():
     ]
     for overrides, message in cases:
         with pytest.raises(ValueError, match=message):
-            script.validate_config(_compose(*overrides))
+            validate_config(_compose(*overrides))
     with pytest.raises(Exception, match="max_seg_lenn"):
         _compose("model.max_seg_lenn=3")

@@ -17,7 +17,15 @@ from torchrl_vta.evaluation import (
     save_episode_video,
     save_strip,
 )
-from torchrl_vta.envs import AudioInjection, generate_dataset, load_or_generate, make_env, register_env
+from torchrl_vta.envs import (
+    AudioInjection,
+    generate_dataset,
+    load_or_generate,
+    make_env,
+    register_dataset,
+    register_env,
+    registered_datasets,
+)
 from torchrl_vta.metrics import (
     boundary_auc,
     boundary_offsets,
@@ -28,6 +36,7 @@ from torchrl_vta.metrics import (
     periodic_boundaries,
 )
 from torchrl_vta.modules import (
+    READ,
     BoundaryPosterior,
     BoundaryPrior,
     CategoricalLatent,
@@ -93,6 +102,7 @@ from torchrl_vta.objectives import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "READ",
     "TRAJ_KEY",
     "Agent",
     "Checkpointer",
@@ -163,6 +173,8 @@ __all__ = [
     "imagine_trajectories",
     "lambda_returns",
     "load_or_generate",
+    "register_dataset",
+    "registered_datasets",
     "make_actor",
     "make_decoder_module",
     "make_encoder_module",

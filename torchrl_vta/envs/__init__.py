@@ -6,7 +6,7 @@ imports its simulator when called.
 
 from torchrl_vta.envs.atari import make_atari_env
 from torchrl_vta.envs.balls import make_balls_env
-from torchrl_vta.envs.datasets import generate_dataset, load_or_generate
+from torchrl_vta.envs.datasets import generate_dataset, load_or_generate, register_dataset, registered_datasets
 from torchrl_vta.envs.dmc import make_dmc_env
 from torchrl_vta.envs.highway import VehicleSet, make_highway_env
 from torchrl_vta.envs.maze import make_maze_env
@@ -22,6 +22,8 @@ __all__ = [
     "env_options",
     "generate_dataset",
     "load_or_generate",
+    "register_dataset",
+    "registered_datasets",
     "make_balls_env",
     "make_maze_env",
     "make_traffic_env",

@@ -1,4 +1,5 @@
-"""Offline video datasets of the ``balls`` and ``maze`` worlds, with ground-truth events.
+"""Offline video datasets with ground-truth events: the ``balls`` and ``maze`` worlds, and
+any world a user adds with :func:`register_dataset`.
 
 :func:`generate_dataset` returns a :class:`~tensordict.TensorDict` of batch ``[N, T]``:
 
@@ -15,7 +16,9 @@ position   [N, T, 2] float32     maze only: camera (x, y) in blocks
 heading    [N, T] int64          maze only: 0 east, 1 south, 2 west, 3 north
 ========== ===================== ========================================================
 
-Sequences are independent episodes starting at frame 0. Generation runs the batched world
+A registered dataset must hold at least ``pixels`` and ``event`` as above; it is checked
+(keys, shapes, dtypes) when generated, with an error naming the key. Sequences are
+independent episodes starting at frame 0. Generation runs the batched world
 simulators in chunks of 256 sequences; chunk ``c`` draws from
 ``numpy.random.default_rng([seed, 0, c])`` and maze sequence ``i`` runs in
 ``make_maze(maze_size, loop_prob=loop_prob, seed=[seed, 1, i])``, so a dataset is a
@@ -31,6 +34,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,11 +42,13 @@ from tensordict import TensorDict, TensorDictBase
 
 from torchrl_vta.envs.balls import BallsWorld
 from torchrl_vta.envs.maze import NUM_ACTIONS, MazeWorld, make_maze
+from torchrl_vta.envs.registry import check_registration
 
-__all__ = ["WORLDS", "generate_dataset", "load_or_generate"]
+__all__ = ["WORLDS", "generate_dataset", "load_or_generate", "register_dataset", "registered_datasets"]
 
 logger = logging.getLogger(__name__)
 
+#: The built-in worlds (:func:`registered_datasets` also lists the user's).
 WORLDS = ("balls", "maze")
 _CHUNK = 256
 _FORMAT_VERSION = 1
@@ -57,23 +63,58 @@ def _keyword_defaults(fn, skip: set[str]) -> dict:
     }
 
 
-def _world_defaults(world: str) -> dict:
-    if world == "balls":
-        # Datasets are action-free videos, so the control options do not apply.
-        return _keyword_defaults(BallsWorld.__init__, {"image_size", "seed", "controlled", "push"})
-    maze = {"maze_size": inspect.signature(make_maze).parameters["maze_size"].default}
-    maze.update(_keyword_defaults(make_maze, {"seed"}))
-    maze.update(_keyword_defaults(MazeWorld.__init__, {"image_size", "seed"}))
-    return maze
+# name -> (generator(num_sequences, seq_len, *, seed, image_size, **options), option defaults)
+_DATASETS: dict[str, tuple[Callable[..., TensorDictBase], dict]] = {}
+
+
+def register_dataset(name: str, generator: Callable[..., TensorDictBase], *,
+                     overwrite: bool = False) -> None:
+    """Register a world so that :func:`generate_dataset`, :func:`load_or_generate` and
+    ``examples/vta_video.py dataset.name=<name>`` produce it.
+
+    ``generator(num_sequences, seq_len, *, seed, image_size, **options)`` returns a
+    TensorDict ``[N, T]`` with at least ``pixels`` ``[N, T, 3, H, W]`` uint8 and ``event``
+    ``[N, T, 1]`` bool, a deterministic function of its arguments; its options are its
+    other keyword-only arguments, with their defaults (what the cache records).
+
+    Example:
+        >>> def flashes(num_sequences, seq_len, *, seed, image_size, period: int = 4):
+        ...     t = torch.arange(seq_len)
+        ...     event = (t % period == 0).expand(num_sequences, seq_len)[..., None]
+        ...     pixels = (event[..., None, None] * 255).to(torch.uint8).expand(
+        ...         num_sequences, seq_len, 3, image_size, image_size)
+        ...     return TensorDict(pixels=pixels, event=event, batch_size=[num_sequences, seq_len])
+        >>> register_dataset("flashes", flashes, overwrite=True)
+        >>> generate_dataset("flashes", 2, 8, seed=0, period=2)["event"][0, :4, 0].tolist()
+        [True, False, True, False]
+    """
+    check_registration("dataset", "generator", name, generator, _DATASETS, overwrite)
+    parameters = inspect.signature(generator).parameters
+    missing = [arg for arg in ("seed", "image_size") if arg not in parameters]
+    if missing:
+        raise TypeError(f"generator for {name!r} must take keyword arguments {missing} "
+                        "(signature: (num_sequences, seq_len, *, seed, image_size, **options))")
+    _DATASETS[name] = (generator, _keyword_defaults(generator, {"seed", "image_size"}))
+
+
+def registered_datasets() -> list[str]:
+    """Sorted names :func:`generate_dataset` accepts.
+
+    Example:
+        >>> {"balls", "maze"} <= set(registered_datasets())
+        True
+    """
+    return sorted(_DATASETS)
 
 
 def _resolve(world: str, num_sequences: int, seq_len: int, seed: int, image_size: int, options: dict) -> dict:
-    if world not in WORLDS:
-        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    if world not in _DATASETS:
+        raise ValueError(f"world must be one of {registered_datasets()}, got {world!r} "
+                         "(register_dataset adds one)")
     for name, value, low in (("num_sequences", num_sequences, 1), ("seq_len", seq_len, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    defaults = _world_defaults(world)
+    defaults = _DATASETS[world][1]
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise ValueError(f"unknown {world} option(s) {unknown}; valid: {sorted(defaults)}")
@@ -99,7 +140,7 @@ def generate_dataset(
     """Generates ``num_sequences`` videos of ``seq_len`` frames of a world (keys in the module docstring).
 
     Args:
-        world: ``"balls"`` or ``"maze"``.
+        world: ``"balls"``, ``"maze"`` or a name given to :func:`register_dataset`.
         num_sequences: number of sequences ``N``.
         seq_len: frames per sequence ``T``.
         seed: non-negative int; the output is a deterministic function of all arguments.
@@ -115,23 +156,52 @@ def generate_dataset(
         (torch.Size([2, 5]), torch.Size([2, 5, 3, 32, 32]))
     """
     config = _resolve(world, num_sequences, seq_len, seed, image_size, world_options)
+    generator = _DATASETS[world][0]
+    data = generator(config["num_sequences"], config["seq_len"], seed=config["seed"],
+                     image_size=config["image_size"], **config["options"])
+    _check_generated(world, data, config)
+    return data
+
+
+def _check_generated(world: str, data, config: dict) -> None:
+    # A user's generator is checked where its output enters the package, naming the key.
+    n, t, size = config["num_sequences"], config["seq_len"], config["image_size"]
+    if not isinstance(data, TensorDictBase) or tuple(data.batch_size) != (n, t):
+        got = tuple(data.batch_size) if isinstance(data, TensorDictBase) else type(data).__name__
+        raise ValueError(f"dataset {world!r}: the generator must return a TensorDict of batch "
+                         f"[num_sequences, seq_len] = [{n}, {t}], got {got}")
+    expected = {"pixels": ((n, t, 3, size, size), torch.uint8), "event": ((n, t, 1), torch.bool)}
+    for key, (shape, dtype) in expected.items():
+        value = data.get(key, None)
+        if value is None or tuple(value.shape) != shape or value.dtype != dtype:
+            got = None if value is None else (tuple(value.shape), value.dtype)
+            raise ValueError(f"dataset {world!r}: key {key!r} must be {dtype} of shape {shape}, "
+                             f"got {got}")
+
+
+def _by_chunks(make_chunk, num_sequences: int, seq_len: int, seed: int, image_size: int,
+               options: dict) -> TensorDict:
+    config = {"num_sequences": num_sequences, "seq_len": seq_len, "seed": seed,
+              "image_size": image_size, "options": options}
     chunks = []
-    for c, start in enumerate(range(0, config["num_sequences"], _CHUNK)):
-        rows = range(start, min(start + _CHUNK, config["num_sequences"]))
-        rng = np.random.default_rng([config["seed"], 0, c])
-        if world == "balls":
-            chunks.append(_balls_chunk(len(rows), config, rng))
-        else:
-            chunks.append(_maze_chunk(rows, config, rng))
+    for c, start in enumerate(range(0, num_sequences, _CHUNK)):
+        rows = range(start, min(start + _CHUNK, num_sequences))
+        chunks.append(make_chunk(rows, config, np.random.default_rng([seed, 0, c])))
     data = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
-    return TensorDict(
-        {key: torch.from_numpy(value) for key, value in data.items()},
-        batch_size=[config["num_sequences"], config["seq_len"]],
-    )
+    return TensorDict({key: torch.from_numpy(value) for key, value in data.items()},
+                      batch_size=[num_sequences, seq_len])
 
 
-def _balls_chunk(batch: int, config: dict, rng: np.random.Generator) -> dict:
-    sim = BallsWorld(batch, image_size=config["image_size"], seed=rng, **config["options"])
+def _generate_balls(num_sequences, seq_len, *, seed, image_size, **options) -> TensorDict:
+    return _by_chunks(_balls_chunk, num_sequences, seq_len, seed, image_size, options)
+
+
+def _generate_maze(num_sequences, seq_len, *, seed, image_size, **options) -> TensorDict:
+    return _by_chunks(_maze_chunk, num_sequences, seq_len, seed, image_size, options)
+
+
+def _balls_chunk(rows: range, config: dict, rng: np.random.Generator) -> dict:
+    sim = BallsWorld(len(rows), image_size=config["image_size"], seed=rng, **config["options"])
     frames = [sim.reset()]
     frames += [sim.step() for _ in range(config["seq_len"] - 1)]
     out = {
@@ -223,3 +293,13 @@ def _load_checked(path: Path, config: dict) -> TensorDictBase:
         details = {k: (stored.get(k), config.get(k)) for k in differ}
         raise ValueError(f"dataset at {str(path)!r} was generated with other arguments (stored, requested): {details}")
     return TensorDict.load_memmap(path)
+
+
+# Datasets are action-free videos, so the balls world's control options do not apply.
+_DATASETS["balls"] = (_generate_balls, _keyword_defaults(
+    BallsWorld.__init__, {"image_size", "seed", "controlled", "push"}))
+_DATASETS["maze"] = (_generate_maze, {
+    "maze_size": inspect.signature(make_maze).parameters["maze_size"].default,
+    **_keyword_defaults(make_maze, {"seed"}),
+    **_keyword_defaults(MazeWorld.__init__, {"image_size", "seed"}),
+})

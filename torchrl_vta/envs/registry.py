@@ -39,13 +39,26 @@ def register_env(name: str, builder: Callable[..., EnvBase], *, overwrite: bool 
         >>> env_options("pendulum")
         {'frame_skip': 1}
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"env name must be a non-empty string, got {name!r}")
-    if not callable(builder):
-        raise TypeError(f"builder for {name!r} must be callable, got {type(builder).__name__}")
-    if name in _BUILDERS and not overwrite:
-        raise ValueError(f"env {name!r} is already registered; pass overwrite=True to replace it")
+    check_registration("env", "builder", name, builder, _BUILDERS, overwrite)
     _BUILDERS[name] = builder
+
+
+def check_registration(kind: str, role: str, name, factory, registered, overwrite: bool) -> None:
+    """The checks of every registry (envs, datasets): a non-empty name, a callable
+    ``factory``, no silent replacement.
+
+    Example:
+        >>> check_registration("env", "builder", "", print, {}, False)
+        Traceback (most recent call last):
+        ...
+        ValueError: env name must be a non-empty string, got ''
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"{role} for {name!r} must be callable, got {type(factory).__name__}")
+    if name in registered and not overwrite:
+        raise ValueError(f"{kind} {name!r} is already registered; pass overwrite=True to replace it")
 
 
 def registered_envs() -> list[str]:

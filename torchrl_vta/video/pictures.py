@@ -1,0 +1,101 @@
+"""Pictures of a video experiment, drawn on :class:`~torchrl_vta.viz.Canvas` in the
+package's one colour convention (green event, red READ, orange forced READ, blue score)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from torchrl_vta.envs.datasets import generate_dataset
+from torchrl_vta.video.config import VideoConfig, validate_config
+from torchrl_vta.video.variants import make_variant
+from torchrl_vta.viz import EVENT_COLOUR, FORCED_COLOUR, READ_COLOUR, SCORE_COLOUR, Canvas
+
+__all__ = ["save_boundary_strip", "save_generation"]
+
+
+def save_boundary_strip(variant, data: TensorDict, config: VideoConfig, path: str | Path,
+                        device="cpu") -> Path:
+    """Held-out windows: true events, frames, reconstructions, READ (forcing off), P(READ)
+    (the normalised surprise for ``boundary_kind="surprise"``), in the package's colours.
+
+    Example:
+        >>> import tempfile, os
+        >>> config = validate_config({"model": {"name": "agent", "size": "tiny"},
+        ...                           "eval": {"strip_sequences": 2}})
+        >>> data = generate_dataset("balls", 2, 30, seed=0)
+        >>> path = save_boundary_strip(make_variant(config), data, config,
+        ...                            os.path.join(tempfile.mkdtemp(), "strip.png"))
+        >>> path.name
+        'strip.png'
+    """
+    count = config.eval.strip_sequences
+    pixels = data["pixels"][:count, : config.window]
+    event = data["event"][:count, : config.window, 0]
+    with torch.no_grad():
+        read, prob, forced, reconstruction, _ = (
+            x.cpu() for x in variant.boundaries(pixels.to(device), False))
+    init, seq = config.model.init_size, config.model.seq_size
+    context = [not init <= t < init + seq for t in range(config.window)]
+    canvas = Canvas(config.window, pixels.shape[-1], (
+        f"{config.dataset.name} / {config.model.name}: held-out windows, forcing off "
+        f"(dimmed = context frames)\ngreen: true event | red: READ | orange: forced READ | "
+        f"blue: posterior P(READ)"))
+    for i in range(pixels.shape[0]):
+        canvas.bar("event", [EVENT_COLOUR if e else None for e in event[i].tolist()])
+        canvas.frames(f"seq {i}", pixels[i].numpy(), dim=context)
+        canvas.frames("recon", reconstruction[i].numpy())
+        canvas.bar("READ", [(FORCED_COLOUR if f else READ_COLOUR) if r else None
+                            for r, f in zip(read[i].tolist(), forced[i].tolist())])
+        canvas.bar("P(READ)", [SCORE_COLOUR] * config.window, heights=prob[i].tolist())
+        canvas.space()
+    return canvas.save(path)
+
+
+def save_generation(variant, data: TensorDict, config: VideoConfig, mode: str, path: str | Path,
+                    device="cpu") -> Path:
+    """Context frames, then ground truth (top) and generated frames (bottom): ``mode="full"``
+    steps both levels frame by frame, ``"jumpy"`` draws the first frame of each imagined
+    segment against the true frames at the next events.
+
+    Example:
+        >>> import tempfile, os
+        >>> config = validate_config({"model": {"name": "original", "size": "tiny"},
+        ...                           "eval": {"generate_sequences": 1}})
+        >>> data = generate_dataset("balls", 1, 30, seed=0)
+        >>> save_generation(make_variant(config), data, config, "jumpy",
+        ...                 os.path.join(tempfile.mkdtemp(), "jumpy.png")).suffix
+        '.png'
+    """
+    count, init = config.eval.generate_sequences, config.model.init_size
+    context_len = max(init, 1)
+    steps = config.model.seq_size if mode == "full" else config.eval.jumpy_steps
+    pixels = data["pixels"][:count]
+    event = data["event"][:count, :, 0]
+    context = pixels[:, :context_len]
+    with torch.no_grad():
+        frames, read = (x.cpu() for x in variant.generate(context.to(device), steps, mode))
+    if mode == "full":
+        truth_label, what = "truth", "each frame"
+    else:
+        truth_label, what = "events", "first frame of each imagined segment"
+    title = (f"{config.dataset.name} / {config.model.name}: {mode} generation after "
+             f"{context_len} context frames (dimmed)\n"
+             f"top: {'true continuation' if mode == 'full' else 'true frames at the next events'}"
+             f" | bottom: generated, {what} | red: imagined READ")
+    canvas = Canvas(context_len + steps, pixels.shape[-1], title)
+    dim = [True] * context_len + [False] * steps
+    for i in range(count):
+        if mode == "full":
+            truth = pixels[i, context_len : context_len + steps]
+        else:
+            times = torch.nonzero(event[i, context_len:])[:, 0] + context_len
+            truth = pixels[i, times[:steps]]
+        canvas.frames(truth_label, np.concatenate([context[i].numpy(), truth.numpy()]), dim=dim)
+        canvas.frames(mode, np.concatenate([context[i].numpy(), frames[i].numpy()]), dim=dim)
+        canvas.bar("READ", [None] * context_len + [READ_COLOUR if r else None for r in read[i].tolist()])
+        canvas.space()
+    return canvas.save(path)

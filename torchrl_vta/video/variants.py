@@ -1,0 +1,202 @@
+"""The two video models behind one small interface: the original VTA
+(:class:`~torchrl_vta.modules.original.OriginalVTA`) and the agent world model
+(:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM` built by ``make_world_model``),
+both action-free, both fed uint8 frames ``[N, T, 3, H, W]``.
+
+Each variant has ``losses(pixels)`` (a TensorDict of loss terms), ``total`` (their sum),
+``boundaries(pixels, forcing)`` (an :class:`Inference`), ``generate(context, steps, mode)``
+(uint8 frames and imagined READs), its ``policy`` (the
+:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`) and its ``loss`` module.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from tensordict import TensorDict
+from torchrl.data import Composite, Unbounded
+
+from torchrl_vta.modules.boundary import READ
+from torchrl_vta.modules.original import (
+    OriginalVTA,
+    OriginalVTAModule,
+    postprocess_pixels,
+    preprocess_pixels,
+)
+from torchrl_vta.modules.world_model import make_world_model
+from torchrl_vta.objectives.original_loss import OriginalVTALoss
+from torchrl_vta.objectives.world_model_loss import WorldModelLoss
+from torchrl_vta.video.config import (
+    AGENT_SIZES,
+    AgentModelConfig,
+    OriginalModelConfig,
+    VideoConfig,
+    validate_config,
+)
+
+__all__ = ["AgentVariant", "Inference", "OriginalVariant", "make_variant", "parameters"]
+
+
+class Inference(NamedTuple):
+    """Posterior boundaries of windows ``[N, T]``, the reconstructions ``[N, T, 3, H, W]``
+    (uint8; black on the original model's context frames) and the per-step ``surprise``
+    ``[N, T]``: the information the posterior takes in at each step,
+    ``KL(q(s) || p(s)) + READ * KL(q(z) || p(z))`` in nats."""
+
+    read: torch.Tensor
+    prob: torch.Tensor
+    forced: torch.Tensor
+    reconstruction: torch.Tensor
+    surprise: torch.Tensor
+
+
+class OriginalVariant:
+    """The original VTA behind the small interface the loop and evaluation use.
+
+    Example:
+        >>> variant = OriginalVariant(OriginalModelConfig(size="tiny"), torch.device("cpu"))
+        >>> type(variant.model).__name__
+        'OriginalVTA'
+    """
+
+    def __init__(self, config: OriginalModelConfig, device: torch.device):
+        belief, feat, state = config.sizes()
+        self.config = config
+        self.model = OriginalVTA(
+            belief_size=belief, feat_size=feat, state_size=state,
+            latent_layers=config.latent_layers, boundary_layers=config.boundary_layers,
+            max_seg_len=config.max_seg_len, max_seg_num=config.max_seg_num,
+        ).to(device)
+        self.module = OriginalVTAModule(self.model, init_size=config.init_size, bits=config.bits)
+        self.loss = OriginalVTALoss(self.module, **config.loss)
+        self.total = OriginalVTALoss.total
+        self.policy = self.model.segment_policy
+
+    def losses(self, pixels: torch.Tensor) -> TensorDict:
+        return self.loss(TensorDict(pixels=pixels, batch_size=pixels.shape[:2]))
+
+    def boundaries(self, pixels: torch.Tensor, forcing: bool) -> Inference:
+        """Boundaries and reconstructions of whole windows (eval mode)."""
+        obs = preprocess_pixels(pixels, self.config.bits, dequantize=False)
+        with self.policy.limits("both" if forcing else "off"):
+            out = self.model(obs, init_size=self.config.init_size)
+        # Context frames are not reconstructed: show them black.
+        reconstruction = torch.where(out.modelled[..., None, None], out.reconstruction, -1.0)
+        model = self.model
+        surprise = model.obs_posterior.kl(out.posterior_stats, out.prior_stats) + out.boundary[
+            ..., 0] * model.abs_posterior.kl(out.abs_posterior_stats, out.abs_prior_stats)
+        return Inference(
+            out.boundary[..., 0].bool(), out.boundary_logits.softmax(-1)[..., READ],
+            out.boundary_forced[..., 0], postprocess_pixels(reconstruction),
+            surprise.reshape(out.boundary.shape[:-1]),
+        )
+
+    def generate(self, context: torch.Tensor, steps: int, mode: str):
+        obs = preprocess_pixels(context, self.config.bits, dequantize=False)
+        out = self.model.generate(obs, steps, mode=mode)
+        return postprocess_pixels(out.frames), out.boundary[..., 0].bool()
+
+
+class AgentVariant:
+    """The agent world model (action-free) behind the same interface.
+
+    Example:
+        >>> variant = AgentVariant(AgentModelConfig(size="tiny"), 32, torch.device("cpu"))
+        >>> variant.rssm.levels
+        2
+    """
+
+    def __init__(self, config: AgentModelConfig, image_size: int, device: torch.device):
+        self.config = config
+        spec = Composite(pixels=Unbounded((3, image_size, image_size)))
+        self.world_model = make_world_model(
+            spec, Unbounded((0,)), preset=AGENT_SIZES[config.size], rssm=config.rssm,
+            continue_head=False,
+        ).to(device)
+        self.rssm = self.world_model.rssm
+        # Videos carry no reward: the reward head gets zero targets and zero weight.
+        self.loss = WorldModelLoss(self.world_model, **{"reward_scale": 0.0, **config.loss})
+        self.total = WorldModelLoss.total
+        self.policy = self.rssm.segment_policy
+
+    def _scaled(self, pixels: torch.Tensor) -> torch.Tensor:
+        # The same 5-bit input as the original, on the [0, 1] scale of the agent decoder.
+        x = preprocess_pixels(pixels, self.config.bits, dequantize=self.world_model.training)
+        return (x + 1) / 2
+
+    def _tensordict(self, pixels: torch.Tensor) -> TensorDict:
+        batch, steps = pixels.shape[:2]
+        zeros = torch.zeros(batch, steps, 1, device=pixels.device)
+        is_init = torch.zeros(batch, steps, 1, dtype=torch.bool, device=pixels.device)
+        is_init[:, 0] = True
+        return TensorDict(
+            {
+                "action": torch.zeros(batch, steps, 0, device=pixels.device),
+                "is_init": is_init,
+                "next": {"pixels": self._scaled(pixels), "reward": zeros,
+                         "terminated": zeros.bool()},
+            },
+            batch_size=[batch, steps],
+        )
+
+    def losses(self, pixels: torch.Tensor) -> TensorDict:
+        return self.loss(self._tensordict(pixels))
+
+    def boundaries(self, pixels: torch.Tensor, forcing: bool):
+        with self.policy.limits("both" if forcing else "off"):
+            td = self.world_model(self._tensordict(pixels))
+        reconstruction = (td["next", "reco_pixels"].clamp(0, 1) * 255).round().to(torch.uint8)
+        read = td["next", "boundary"][..., 0]
+        if self.policy.kind == "surprise":
+            # The criterion's score is the normalised surprise (its logits are hard).
+            prob = self.policy.normalise(td["next", "obs_surprise"][..., 0])
+        else:
+            prob = td["next", "boundary_logits"].softmax(-1)[..., READ]
+        surprise = self.rssm.obs_posterior.kl(
+            td["next", "posterior_stats"], td["next", "prior_stats"]
+        ).reshape(read.shape) + read * self.rssm.abs_posterior.kl(
+            td["next", "abs_posterior_stats"], td["next", "abs_prior_stats"]
+        ).reshape(read.shape)
+        return Inference(
+            read.bool(), prob, td["next", "boundary_forced"][..., 0], reconstruction, surprise,
+        )
+
+    def generate(self, context: torch.Tensor, steps: int, mode: str):
+        batch, length = context.shape[:2]
+        embed = self.world_model.encoder(self._scaled(context))
+        no_action = embed.new_zeros(batch, length, 0)
+        out = self.rssm.generate(embed, no_action, embed.new_zeros(batch, steps, 0), mode=mode)
+        frames = self.world_model.decoder(out["obs_feature"])[0]
+        return (frames.clamp(0, 1) * 255).round().to(torch.uint8), out["boundary"][..., 0].bool()
+
+
+def make_variant(config: VideoConfig, device: torch.device | str = "cpu"):
+    """Build the model named by ``config.model.name`` behind the interface the training,
+    evaluation and pictures use (``losses``, ``total``, ``boundaries``, ``generate``,
+    ``policy``, ``loss``).
+
+    Example:
+        >>> config = validate_config({"model": {"name": "agent", "size": "tiny"}})
+        >>> variant = make_variant(config)
+        >>> pixels = torch.randint(0, 256, (2, config.window, 3, 32, 32), dtype=torch.uint8)
+        >>> variant.boundaries(pixels, forcing=False).read.shape
+        torch.Size([2, 30])
+    """
+    device = torch.device(device)
+    if config.model.name == "original":
+        return OriginalVariant(config.model, device)
+    return AgentVariant(config.model, config.dataset.image_size, device)
+
+
+def parameters(variant) -> list[torch.nn.Parameter]:
+    """Every trained parameter of a variant (its loss module holds the model).
+
+    Example:
+        >>> variant = make_variant(validate_config({"model": {"name": "original", "size": "tiny"}}))
+        >>> sum(p.numel() for p in parameters(variant)) > 0
+        True
+    """
+    return list(variant.loss.parameters())
+
+
