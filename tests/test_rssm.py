@@ -7,12 +7,12 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
 from torchrl_vta.modules.boundary import READ
-from torchrl_vta.modules.rssm import (
-    HierarchicalRSSM,
+from torchrl_vta.modules.rssm import HierarchicalRSSM
+from torchrl_vta.modules.rssm_state import RSSMState
+from torchrl_vta.modules.rssm_wrappers import (
     HierarchicalRSSMRollout,
     HierarchicalStateEstimator,
     PreviousActionWriter,
-    RSSMState,
 )
 
 EMBED, ACTION = 12, 3

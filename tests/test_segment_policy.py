@@ -10,7 +10,8 @@ from torch import nn
 
 from torchrl_vta.modules.boundary import READ, TemperatureSchedule
 from torchrl_vta.modules.original import OriginalVTA
-from torchrl_vta.modules.rssm import HierarchicalRSSM, HierarchicalStateEstimator
+from torchrl_vta.modules.rssm import HierarchicalRSSM
+from torchrl_vta.modules.rssm_wrappers import HierarchicalStateEstimator
 from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy
 from torchrl_vta.modules.surprise_split import (
     histogram_quantile,

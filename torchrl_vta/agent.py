@@ -15,7 +15,7 @@ from torchrl_vta.distributed import DataParallel, collective_statistics
 from torchrl_vta.guard import NonFiniteGuard
 from torchrl_vta.modules.actor import make_actor, make_feature_module
 from torchrl_vta.modules.encoders import make_encoder_module
-from torchrl_vta.modules.rssm import HierarchicalStateEstimator, PreviousActionWriter
+from torchrl_vta.modules.rssm_wrappers import HierarchicalStateEstimator, PreviousActionWriter
 from torchrl_vta.modules.world_model import PRESETS, HierarchicalWorldModel, make_world_model
 from torchrl_vta.objectives._checks import total_loss
 from torchrl_vta.objectives.actor_loss import ImaginationActorLoss

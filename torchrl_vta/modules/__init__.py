@@ -15,15 +15,12 @@ from torchrl_vta.modules.decoders import MultiDecoder, make_decoder_module
 from torchrl_vta.modules.encoders import MultiEncoder, make_encoder_module
 from torchrl_vta.modules.heads import ContinueHead, RewardHead, TwoHotHead, ValueHead
 from torchrl_vta.modules.latent import CategoricalLatent, GaussianLatent, make_latent
-from torchrl_vta.modules.rssm import (
-    DEFAULT_ROLLOUT_KEYS,
-    DEFAULT_STATE_KEYS,
-    HierarchicalRSSM,
+from torchrl_vta.modules.rssm import HierarchicalRSSM
+from torchrl_vta.modules.rssm_state import DEFAULT_ROLLOUT_KEYS, DEFAULT_STATE_KEYS, RSSMState, RSSMStep
+from torchrl_vta.modules.rssm_wrappers import (
     HierarchicalRSSMRollout,
     HierarchicalStateEstimator,
     PreviousActionWriter,
-    RSSMState,
-    RSSMStep,
 )
 from torchrl_vta.modules.segment_policy import BoundaryDecision, SegmentPolicy
 from torchrl_vta.modules.set_baseline import DeterministicSetModel

@@ -296,7 +296,7 @@ def make_feature_module(
     """Concatenate latent entries (e.g. the acting-time state) into the actor's feature.
 
     For acting, put it between the
-    :class:`~torchrl_vta.modules.rssm.HierarchicalStateEstimator` and the
+    :class:`~torchrl_vta.modules.rssm_wrappers.HierarchicalStateEstimator` and the
     actor; on a rolled-out replay batch use the world model's
     ``feature_keys``.
 

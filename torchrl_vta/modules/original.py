@@ -48,13 +48,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 
-from torchrl_vta.modules.boundary import READ, BoundaryPrior, mix_on_read
+from torchrl_vta.modules.boundary import BoundaryPrior, mix_on_read
 from torchrl_vta.modules.latent import GaussianLatent, _check_int
 from torchrl_vta.modules.segment_policy import SegmentPolicy
 

@@ -22,83 +22,19 @@ READ.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
-from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictModuleBase
-from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.data import Composite, Unbounded
-from torchrl.envs import TensorDictPrimer
 
 from torchrl_vta.distributed import gather_statistics
 from torchrl_vta.modules._layers import dense_block
-from torchrl_vta.modules.boundary import READ, BoundaryPosterior, BoundaryPrior, mix_on_read
+from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior, mix_on_read
 from torchrl_vta.modules.latent import make_latent
+from torchrl_vta.modules.rssm_state import RSSMState, RSSMStep, append_step
 from torchrl_vta.modules.segment_policy import SegmentPolicy
 
-__all__ = [
-    "RSSMState",
-    "RSSMStep",
-    "HierarchicalRSSM",
-    "HierarchicalRSSMRollout",
-    "HierarchicalStateEstimator",
-    "PreviousActionWriter",
-    "DEFAULT_STATE_KEYS",
-    "DEFAULT_ROLLOUT_KEYS",
-]
-
-class RSSMState(NamedTuple):
-    """Recurrent state carried from one step to the next.
-
-    ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
-    ``levels=1``; ``surprise`` (the lowest normalised surprise since the last
-    READ, the trough the causal peak test of the segment policy measures a rise
-    from) has size 1 only when the boundary kind uses surprise. Segment counters
-    are float tensors of shape ``[*B, 1]``.
-
-    Examples:
-        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
-        ...                         boundary_proj_dim=4, boundary_hidden=8)
-        >>> state = rssm.initial_state([3])
-        >>> state.belief.shape, state.boundary_context.shape
-        (torch.Size([3, 8]), torch.Size([3, 3, 4]))
-    """
-
-    belief: torch.Tensor
-    state: torch.Tensor
-    abs_belief: torch.Tensor
-    abs_state: torch.Tensor
-    seg_len: torch.Tensor
-    seg_num: torch.Tensor
-    boundary_context: torch.Tensor
-    surprise: torch.Tensor
-
-
-class RSSMStep(NamedTuple):
-    """Per-step statistics of a transition (``None`` where not computed).
-
-    ``boundary`` is the READ indicator ``[*B, 1]`` (exact 0/1 forward values,
-    straight-through gradient); ``boundary_logits`` are the logits the boundary
-    was sampled from (posterior when filtering, prior when imagining), after
-    forcing; ``boundary_prior_logits`` are the prior's logits for this step,
-    predicted from the previous observation-level feature; ``obs_surprise``
-    ``[*B, 1]`` is the observation level's surprise (nats) on the continued
-    belief, computed when the boundary kind uses it.
-    """
-
-    prior_stats: torch.Tensor
-    posterior_stats: torch.Tensor | None
-    abs_prior_stats: torch.Tensor | None
-    abs_posterior_stats: torch.Tensor | None
-    boundary: torch.Tensor | None
-    boundary_logits: torch.Tensor | None
-    boundary_prior_logits: torch.Tensor | None
-    boundary_log_sample: torch.Tensor | None
-    boundary_forced: torch.Tensor | None
-    obs_surprise: torch.Tensor | None = None
-
+__all__ = ["HierarchicalRSSM"]
 
 def _where(mask: torch.Tensor, value: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, value, other)
@@ -740,7 +676,7 @@ class HierarchicalRSSM(nn.Module):
                 ),
                 first=t == 0,
             )
-            _append(outputs, state, step)
+            append_step(outputs, state, step)
         if sequence_logits is not None and self.boundary_posterior.causal:
             state = state._replace(
                 boundary_context=self.boundary_posterior.final_context(embed, is_init)
@@ -781,7 +717,7 @@ class HierarchicalRSSM(nn.Module):
         for t in range(horizon):
             action = actions(self.feature(state)) if callable(actions) else actions[..., t, :]
             state, step = self.img_step_fn(state, action)
-            _append(outputs, state, step)
+            append_step(outputs, state, step)
         return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
 
     def generate(
@@ -811,240 +747,7 @@ class HierarchicalRSSM(nn.Module):
             outputs: dict[str, list[torch.Tensor]] = {}
             for t in range(future_action.shape[-2]):
                 state, step = self.jumpy_step(state, future_action[..., t, :])
-                _append(outputs, state, step)
+                append_step(outputs, state, step)
             out = {key: torch.stack(value, -2) for key, value in outputs.items()}
         out["obs_feature"] = torch.cat([out["belief"], out["state"]], -1)
         return out
-
-
-def _append(outputs: dict[str, list[torch.Tensor]], state: RSSMState, step: RSSMStep) -> None:
-    for key, value in zip(RSSMState._fields, state):
-        if key != "boundary_context":
-            outputs.setdefault(key, []).append(value)
-    for key, value in zip(RSSMStep._fields, step):
-        if value is not None:
-            outputs.setdefault(key, []).append(value)
-
-
-# ------------------------------------------------------------------ TensorDict
-DEFAULT_STATE_KEYS: dict[str, NestedKey] = {
-    "belief": "belief",
-    "state": "state",
-    "abs_belief": "abs_belief",
-    "abs_state": "abs_state",
-    "seg_len": "seg_len",
-    "seg_num": "seg_num",
-    "boundary_context": "boundary_context",
-    "surprise": "surprise",
-}
-"""Default keys of the recurrent state (acting time, root of the TensorDict)."""
-
-_ROLLOUT_NAMES = (
-    "belief",
-    "state",
-    "abs_belief",
-    "abs_state",
-    "seg_len",
-    "seg_num",
-    "prior_stats",
-    "posterior_stats",
-    "abs_prior_stats",
-    "abs_posterior_stats",
-    "boundary",
-    "boundary_logits",
-    "boundary_prior_logits",
-    "boundary_log_sample",
-    "boundary_forced",
-    "surprise",
-    "obs_surprise",
-)
-DEFAULT_ROLLOUT_KEYS: dict[str, NestedKey] = {name: ("next", name) for name in _ROLLOUT_NAMES}
-"""Default output keys of :class:`HierarchicalRSSMRollout` (posterior of ``("next", obs)``)."""
-
-_FLAT_NAMES = {"belief", "state", "seg_len", "seg_num", "prior_stats", "posterior_stats"}
-_SURPRISE_NAMES = {"surprise", "obs_surprise"}
-
-
-def _rollout_names(rssm: HierarchicalRSSM) -> tuple[str, ...]:
-    if rssm.levels == 1:
-        return tuple(n for n in _ROLLOUT_NAMES if n in _FLAT_NAMES)
-    if rssm.segment_policy.uses_surprise:
-        return _ROLLOUT_NAMES
-    return tuple(n for n in _ROLLOUT_NAMES if n not in _SURPRISE_NAMES)
-
-
-def _merge_keys(defaults: dict[str, NestedKey], overrides: dict[str, NestedKey] | None):
-    keys = dict(defaults)
-    for name, key in (overrides or {}).items():
-        if name not in defaults:
-            raise ValueError(f"Unknown key name {name!r}; valid names: {sorted(defaults)}.")
-        keys[name] = key
-    return keys
-
-
-class HierarchicalRSSMRollout(TensorDictModuleBase):
-    """Filter a ``[*B, T]`` TensorDict through a :class:`HierarchicalRSSM`.
-
-    Reads the embedding of the next observations, the actions and ``is_init``;
-    writes the posterior states and all statistics (see
-    :data:`DEFAULT_ROLLOUT_KEYS`; ``levels=1`` writes only the flat ones).
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
-        ...                         boundary_proj_dim=4, boundary_hidden=8)
-        >>> rollout = HierarchicalRSSMRollout(rssm)
-        >>> td = TensorDict({"action": torch.randn(3, 5, 2),
-        ...                  "is_init": torch.zeros(3, 5, 1, dtype=torch.bool),
-        ...                  "next": {"embed": torch.randn(3, 5, 16)}}, [3, 5])
-        >>> rollout(td)["next", "abs_state"].shape
-        torch.Size([3, 5, 4])
-    """
-
-    def __init__(
-        self,
-        rssm: HierarchicalRSSM,
-        *,
-        embed_key: NestedKey = ("next", "embed"),
-        action_key: NestedKey = "action",
-        is_init_key: NestedKey | None = "is_init",
-        out_keys: dict[str, NestedKey] | None = None,
-    ):
-        super().__init__()
-        self.rssm = rssm
-        self.embed_key = embed_key
-        self.action_key = action_key
-        self.is_init_key = is_init_key
-        names = _rollout_names(rssm)
-        keys = _merge_keys(DEFAULT_ROLLOUT_KEYS, out_keys)
-        self.out_key_map = {name: keys[name] for name in names}
-        self.in_keys = [embed_key, action_key] + ([is_init_key] if is_init_key else [])
-        self.out_keys = list(self.out_key_map.values())
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        is_init = (
-            tensordict.get(self.is_init_key, None) if self.is_init_key is not None else None
-        )
-        action = tensordict.get(self.action_key).to(tensordict.get(self.embed_key).dtype)
-        outputs, _ = self.rssm.observe(tensordict.get(self.embed_key), action, is_init)
-        for name, key in self.out_key_map.items():
-            tensordict.set(key, outputs[name])
-        return tensordict
-
-
-class HierarchicalStateEstimator(TensorDictModuleBase):
-    """Acting-time filter: one :meth:`HierarchicalRSSM.obs_step` per call.
-
-    Reads the current embedding, the previous action (``prev_action``), the
-    recurrent state and ``is_init`` from the root of the TensorDict, and
-    overwrites the recurrent state with the posterior of the current
-    observation (as TorchRL's DreamerV3 estimator does; ``out_state_keys``
-    writes it elsewhere instead, keeping the input state, e.g. for on-policy
-    learners that recompute features); it also writes the READ indicator
-    under ``boundary``. :meth:`make_primer` gives the
-    :class:`~torchrl.envs.TensorDictPrimer` that creates and carries these
-    entries in any TorchRL env/collector. Requires a causal boundary posterior
-    (``boundary_right=0``), which is what makes acting use the training
-    posterior.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
-        ...                         boundary_proj_dim=4, boundary_hidden=8)
-        >>> estimator = HierarchicalStateEstimator(rssm)
-        >>> td = estimator.initial_tensordict([3])
-        >>> td["embed"] = torch.randn(3, 16)
-        >>> td["is_init"] = torch.ones(3, 1, dtype=torch.bool)
-        >>> estimator(td)["boundary"].squeeze(-1).tolist()
-        [1.0, 1.0, 1.0]
-    """
-
-    def __init__(
-        self,
-        rssm: HierarchicalRSSM,
-        *,
-        embed_key: NestedKey = "embed",
-        action_key: NestedKey = "prev_action",
-        is_init_key: NestedKey = "is_init",
-        boundary_key: NestedKey = "boundary",
-        state_keys: dict[str, NestedKey] | None = None,
-        out_state_keys: dict[str, NestedKey] | None = None,
-    ):
-        super().__init__()
-        if rssm.levels == 2 and not rssm.boundary_posterior.causal:
-            raise ValueError(
-                "HierarchicalStateEstimator needs a causal boundary posterior "
-                "(boundary_right=0); a symmetric window sees future frames."
-            )
-        self.rssm = rssm
-        self.embed_key = embed_key
-        self.action_key = action_key
-        self.is_init_key = is_init_key
-        self.boundary_key = boundary_key
-        self.state_keys = _merge_keys(DEFAULT_STATE_KEYS, state_keys)
-        self.out_state_keys = _merge_keys(self.state_keys, out_state_keys)
-        self.in_keys = [embed_key, action_key, is_init_key, *self.state_keys.values()]
-        self.out_keys = list(self.out_state_keys.values()) + (
-            [boundary_key] if rssm.levels == 2 else []
-        )
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        prev = RSSMState(*(tensordict.get(key) for key in self.state_keys.values()))
-        embed = tensordict.get(self.embed_key)
-        state, step = self.rssm.obs_step(
-            prev,
-            tensordict.get(self.action_key).to(embed.dtype),
-            embed,
-            tensordict.get(self.is_init_key),
-        )
-        for key, value in zip(self.out_state_keys.values(), state):
-            tensordict.set(key, value)
-        if step.boundary is not None:
-            tensordict.set(self.boundary_key, step.boundary)
-        return tensordict
-
-    def initial_tensordict(self, batch_shape: Sequence[int], device=None) -> TensorDictBase:
-        """Zero recurrent state and ``prev_action`` (what the primer writes on reset)."""
-        spec = self._state_spec()
-        return spec.zero(tuple(batch_shape)).to(device or spec.device or "cpu")
-
-    def _state_spec(self) -> Composite:
-        shapes = self.rssm.state_shapes()
-        specs = {
-            key: Unbounded(shape=shapes[name], dtype=torch.get_default_dtype())
-            for name, key in self.state_keys.items()
-        }
-        specs[self.action_key] = Unbounded(
-            shape=(self.rssm.action_dim,), dtype=torch.get_default_dtype()
-        )
-        return Composite(specs)
-
-    def make_primer(self) -> TensorDictPrimer:
-        """Primer creating the recurrent entries (zeros) and ``prev_action``."""
-        return TensorDictPrimer(self._state_spec(), expand_specs=True)
-
-
-class PreviousActionWriter(TensorDictModule):
-    """Copies the action just chosen into ``prev_action`` for the next step.
-
-    Put it last in the acting policy, after the actor: the estimator of the
-    next step reads ``prev_action`` (carried over by the primer).
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> td = PreviousActionWriter()(TensorDict({"action": torch.ones(2, 3)}, [2]))
-        >>> td["prev_action"].sum().item()
-        6.0
-    """
-
-    def __init__(self, action_key: NestedKey = "action", prev_action_key: NestedKey = "prev_action"):
-        super().__init__(_Float(), in_keys=[action_key], out_keys=[prev_action_key])
-
-
-class _Float(nn.Module):
-    # One-hot (discrete) actions are stored as integers; the RSSM wants floats.
-    def forward(self, action: torch.Tensor) -> torch.Tensor:
-        return action.to(torch.get_default_dtype())

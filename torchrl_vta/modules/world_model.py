@@ -13,7 +13,8 @@ from torchrl.data import Composite, TensorSpec
 from torchrl_vta.modules.decoders import MultiDecoder, make_decoder_module
 from torchrl_vta.modules.encoders import MultiEncoder, make_encoder_module
 from torchrl_vta.modules.heads import ContinueHead, RewardHead
-from torchrl_vta.modules.rssm import HierarchicalRSSM, HierarchicalRSSMRollout
+from torchrl_vta.modules.rssm import HierarchicalRSSM
+from torchrl_vta.modules.rssm_wrappers import HierarchicalRSSMRollout
 
 __all__ = ["HierarchicalWorldModel", "make_world_model", "FEATURE_NAMES"]
 
@@ -26,7 +27,7 @@ class HierarchicalWorldModel(TensorDictModuleBase):
 
     Over a ``[*B, T]`` TensorDict (TorchRL replay layout) it writes
     ``("next", "embed")``, every rollout entry (see
-    :data:`~torchrl_vta.modules.rssm.DEFAULT_ROLLOUT_KEYS`), the
+    :data:`~torchrl_vta.modules.rssm_state.DEFAULT_ROLLOUT_KEYS`), the
     reconstructions ``("next", "reco_<key>")`` from the observation-level
     feature ``[h, s]``, and ``("next", "reward_logits")`` /
     ``("next", "continue_logits")`` from the full feature ``[h, s, c, z]``.
@@ -39,7 +40,7 @@ class HierarchicalWorldModel(TensorDictModuleBase):
         obs_prefix: where the modelled observations live. Defaults to ``"next"``.
         action_key, is_init_key: input keys. Defaults ``"action"``, ``"is_init"``.
         rollout_keys: renames of rollout outputs (names of
-            :data:`~torchrl_vta.modules.rssm.DEFAULT_ROLLOUT_KEYS`).
+            :data:`~torchrl_vta.modules.rssm_state.DEFAULT_ROLLOUT_KEYS`).
         reward_logits_key, continue_logits_key: head output keys.
 
     Examples:

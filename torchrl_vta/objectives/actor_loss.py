@@ -47,7 +47,7 @@ from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
 from torchrl.objectives.value.functional import td_lambda_return_estimate
 
 from torchrl_vta.distributed import gather_statistics
-from torchrl_vta.modules.rssm import RSSMState
+from torchrl_vta.modules.rssm_state import RSSMState
 from torchrl_vta.objectives.imagination import DEFAULT_GAMMA, frozen, imagine_trajectories
 
 __all__ = ["GRADIENTS", "ImaginationActorLoss", "lambda_returns"]

@@ -24,7 +24,8 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules.distributions.utils import has_analytic_entropy
 
-from torchrl_vta.modules.rssm import HierarchicalRSSM, RSSMState
+from torchrl_vta.modules.rssm import HierarchicalRSSM
+from torchrl_vta.modules.rssm_state import RSSMState
 
 __all__ = ["DEFAULT_GAMMA", "frozen", "imagine_trajectories", "policy_log_prob_entropy"]
 

@@ -119,7 +119,7 @@ class WorldModelLoss(LossModule):
             prior_stats, posterior_stats, abs_prior_stats, abs_posterior_stats,
             boundary, boundary_logits, boundary_prior_logits,
             boundary_log_sample, boundary_forced, seg_len, obs_surprise: rollout
-            outputs (see :data:`~torchrl_vta.modules.rssm.DEFAULT_ROLLOUT_KEYS`).
+            outputs (see :data:`~torchrl_vta.modules.rssm_state.DEFAULT_ROLLOUT_KEYS`).
         """
 
         reward: NestedKey = ("next", "reward")

@@ -14,9 +14,8 @@ from torchrl_vta.metrics import (
     per_tolerance_table,
     periodic_boundaries,
 )
-from torchrl_vta.video.config import VideoConfig, validate_config
-from torchrl_vta.video.data import load_data, windows
-from torchrl_vta.video.variants import make_variant
+from torchrl_vta.video.config import VideoConfig
+from torchrl_vta.video.data import windows
 
 __all__ = ["boundary_report", "evaluate_video_model"]
 
@@ -67,6 +66,7 @@ def evaluate_video_model(variant, data: TensorDict, config: VideoConfig, device=
 
     Example:
         >>> import tempfile
+        >>> from torchrl_vta.video import load_data, make_variant, validate_config
         >>> config = validate_config({"model": {"name": "agent", "size": "tiny"},
         ...                           "dataset": {"num_sequences": 2, "eval_sequences": 2}})
         >>> _, held_out = load_data(config.dataset, tempfile.mkdtemp())

@@ -9,9 +9,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from torchrl_vta.envs.datasets import generate_dataset
-from torchrl_vta.video.config import VideoConfig, validate_config
-from torchrl_vta.video.variants import make_variant
+from torchrl_vta.video.config import VideoConfig
 from torchrl_vta.viz import EVENT_COLOUR, FORCED_COLOUR, READ_COLOUR, SCORE_COLOUR, Canvas
 
 __all__ = ["save_boundary_strip", "save_generation"]
@@ -24,6 +22,8 @@ def save_boundary_strip(variant, data: TensorDict, config: VideoConfig, path: st
 
     Example:
         >>> import tempfile, os
+        >>> from torchrl_vta import generate_dataset
+        >>> from torchrl_vta.video import make_variant, validate_config
         >>> config = validate_config({"model": {"name": "agent", "size": "tiny"},
         ...                           "eval": {"strip_sequences": 2}})
         >>> data = generate_dataset("balls", 2, 30, seed=0)
@@ -63,6 +63,8 @@ def save_generation(variant, data: TensorDict, config: VideoConfig, mode: str, p
 
     Example:
         >>> import tempfile, os
+        >>> from torchrl_vta import generate_dataset
+        >>> from torchrl_vta.video import make_variant, validate_config
         >>> config = validate_config({"model": {"name": "original", "size": "tiny"},
         ...                           "eval": {"generate_sequences": 1}})
         >>> data = generate_dataset("balls", 1, 30, seed=0)

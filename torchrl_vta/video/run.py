@@ -11,7 +11,7 @@ import torch
 from torchrl.record.loggers.csv import CSVLogger
 
 from torchrl_vta.recipe import select_device
-from torchrl_vta.video.config import VideoConfig, validate_config
+from torchrl_vta.video.config import VideoConfig
 from torchrl_vta.video.data import load_data
 from torchrl_vta.video.evaluation import evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
@@ -31,6 +31,7 @@ def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
 
     Example:
         >>> import tempfile, os
+        >>> from torchrl_vta.video import validate_config
         >>> root = tempfile.mkdtemp()
         >>> config = validate_config({
         ...     "model": {"name": "agent", "size": "tiny", "init_size": 2, "seq_size": 6},

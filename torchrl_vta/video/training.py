@@ -10,8 +10,8 @@ from dataclasses import asdict
 import torch
 
 from torchrl_vta.modules.boundary import TemperatureSchedule
-from torchrl_vta.video.config import VideoConfig, validate_config
-from torchrl_vta.video.variants import make_variant, parameters
+from torchrl_vta.video.config import VideoConfig
+from torchrl_vta.video.variants import parameters
 
 __all__ = ["train_video_model"]
 
@@ -25,6 +25,7 @@ def train_video_model(variant, pixels: torch.Tensor, config: VideoConfig, device
     every ``run.log_every`` steps. Returns the step count, timings and last losses.
 
     Example:
+        >>> from torchrl_vta.video import make_variant, validate_config
         >>> config = validate_config({"model": {"name": "agent", "size": "tiny"}, "steps": 2,
         ...                           "batch_size": 2})
         >>> variant = make_variant(config)

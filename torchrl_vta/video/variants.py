@@ -32,7 +32,6 @@ from torchrl_vta.video.config import (
     AgentModelConfig,
     OriginalModelConfig,
     VideoConfig,
-    validate_config,
 )
 
 __all__ = ["AgentVariant", "Inference", "OriginalVariant", "make_variant", "parameters"]
@@ -177,6 +176,7 @@ def make_variant(config: VideoConfig, device: torch.device | str = "cpu"):
     ``policy``, ``loss``).
 
     Example:
+        >>> from torchrl_vta.video import validate_config
         >>> config = validate_config({"model": {"name": "agent", "size": "tiny"}})
         >>> variant = make_variant(config)
         >>> pixels = torch.randint(0, 256, (2, config.window, 3, 32, 32), dtype=torch.uint8)
@@ -193,6 +193,7 @@ def parameters(variant) -> list[torch.nn.Parameter]:
     """Every trained parameter of a variant (its loss module holds the model).
 
     Example:
+        >>> from torchrl_vta.video import validate_config
         >>> variant = make_variant(validate_config({"model": {"name": "original", "size": "tiny"}}))
         >>> sum(p.numel() for p in parameters(variant)) > 0
         True
