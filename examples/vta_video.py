@@ -5,7 +5,7 @@
     python examples/vta_video.py preset=smoke            # tiny end-to-end run
 
 ``model=original`` is the original VTA (Kim, Ahn & Bengio 2019,
-:mod:`torchrl_vta.modules.original`); ``model=agent`` the package's agent world model
+:mod:`torchrl_vta.original`); ``model=agent`` the package's agent world model
 (:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM` with a causal boundary posterior,
 built by ``make_world_model`` and trained by ``WorldModelLoss``), both action-free.
 

@@ -1,4 +1,4 @@
-"""The original VTA model (torchrl_vta.modules.original) and its loss."""
+"""The original VTA model (torchrl_vta.original) and its loss."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from torch import nn
 
 from torchrl_vta.envs.datasets import generate_dataset
 from torchrl_vta.modules.boundary import COPY, FORCE_LOGIT, READ
-from torchrl_vta.modules.original import (
+from torchrl_vta.original import (
     ConvBoundaryPosterior,
     OriginalVTA,
     OriginalVTAModule,
@@ -16,7 +16,7 @@ from torchrl_vta.modules.original import (
     postprocess_pixels,
     preprocess_pixels,
 )
-from torchrl_vta.objectives.original_loss import OriginalVTALoss
+from torchrl_vta.original import OriginalVTALoss
 
 SIZES = dict(belief_size=16, feat_size=8, state_size=3)
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from torchrl_vta.modules.boundary import READ, TemperatureSchedule
-from torchrl_vta.modules.original import OriginalVTA
+from torchrl_vta.original import OriginalVTA
 from torchrl_vta.modules.rssm import HierarchicalRSSM
 from torchrl_vta.modules.rssm_wrappers import HierarchicalStateEstimator
 from torchrl_vta.modules.segment_policy import BOUNDARY_KINDS, SegmentPolicy

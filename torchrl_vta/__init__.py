@@ -63,8 +63,9 @@ from torchrl_vta.modules import (
     make_feature_module,
     make_world_model,
 )
-from torchrl_vta.modules.original import (
+from torchrl_vta.original import (
     OriginalVTA,
+    OriginalVTALoss,
     OriginalVTAModule,
     postprocess_pixels,
     preprocess_pixels,
@@ -89,7 +90,6 @@ from torchrl_vta.modules.ensemble import EnsembleMLP
 from torchrl_vta.pretrained import load_pretrained
 from torchrl_vta.objectives import (
     ImaginationActorLoss,
-    OriginalVTALoss,
     Plan2Explore,
     WorldModelLoss,
     imagine_trajectories,

@@ -1,7 +1,7 @@
 """Where segment boundaries are decided: one :class:`SegmentPolicy` for every model.
 
 Every READ/COPY decision of the agent RSSM (:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM`)
-and of the original VTA (:class:`~torchrl_vta.modules.original.OriginalVTA`) goes through
+and of the original VTA (:class:`~torchrl_vta.original.model.OriginalVTA`) goes through
 this file: structural READs (first step of a sequence, ``is_init``), segment limits and the
 roles they force (posterior, prior, imagination), the Gumbel temperature and its annealing,
 straight-through sampling, the segment counters, and the criterion a boundary comes from:

@@ -5,7 +5,6 @@ from torchrl_vta.objectives.value_loss import make_target_updater, make_value_lo
 from torchrl_vta.objectives.value_model import make_value_model
 from torchrl_vta.objectives.exploration import EXPLORE_MODES, Plan2Explore, mode_scales
 from torchrl_vta.objectives.imagination import frozen, imagine_trajectories
-from torchrl_vta.objectives.original_loss import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
 __all__ = [
@@ -13,7 +12,6 @@ __all__ = [
     "Plan2Explore",
     "mode_scales",
     "ImaginationActorLoss",
-    "OriginalVTALoss",
     "WorldModelLoss",
     "frozen",
     "imagine_trajectories",

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from torchrl_vta.envs.datasets import registered_datasets
 from torchrl_vta.modules.boundary import TemperatureSchedule
 from torchrl_vta.modules.rssm import HierarchicalRSSM
-from torchrl_vta.objectives.original_loss import OriginalVTALoss
+from torchrl_vta.original import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 
 __all__ = [

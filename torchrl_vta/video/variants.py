@@ -1,5 +1,5 @@
 """The two video models behind one small interface: the original VTA
-(:class:`~torchrl_vta.modules.original.OriginalVTA`) and the agent world model
+(:class:`~torchrl_vta.original.model.OriginalVTA`) and the agent world model
 (:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM` built by ``make_world_model``),
 both action-free, both fed uint8 frames ``[N, T, 3, H, W]``.
 
@@ -18,14 +18,14 @@ from tensordict import TensorDict
 from torchrl.data import Composite, Unbounded
 
 from torchrl_vta.modules.boundary import READ
-from torchrl_vta.modules.original import (
+from torchrl_vta.original import (
     OriginalVTA,
     OriginalVTAModule,
     postprocess_pixels,
     preprocess_pixels,
 )
 from torchrl_vta.modules.world_model import make_world_model
-from torchrl_vta.objectives.original_loss import OriginalVTALoss
+from torchrl_vta.original import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
 from torchrl_vta.video.config import (
     AGENT_SIZES,

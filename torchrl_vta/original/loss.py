@@ -13,7 +13,7 @@ from torchrl.objectives import LossModule
 from torchrl_vta.objectives._checks import entry, nonnegative, total_loss
 
 from torchrl_vta.modules.boundary import READ, concrete_log_prob
-from torchrl_vta.modules.original import OriginalVTAModule
+from torchrl_vta.original.module import OriginalVTAModule
 
 __all__ = ["OriginalVTALoss"]
 
@@ -25,7 +25,7 @@ def _mask(loss, tensordict: TensorDictBase, name: str) -> torch.Tensor:
 class OriginalVTALoss(LossModule):
     """The original VTA objective (negative ELBO), per modelled step, averaged over the batch.
 
-    Runs an :class:`~torchrl_vta.modules.original.OriginalVTAModule` on a window
+    Runs an :class:`~torchrl_vta.original.module.OriginalVTAModule` on a window
     TensorDict ``[*B, T]`` holding uint8 ``pixels`` and returns:
 
     * ``loss_reco``: ``-log N(x_t | Dec(f^s_t), obs_std)`` summed over pixels (``x`` is
@@ -55,7 +55,7 @@ class OriginalVTALoss(LossModule):
 
     Examples:
         >>> from tensordict import TensorDict
-        >>> from torchrl_vta.modules.original import OriginalVTA, OriginalVTAModule
+        >>> from torchrl_vta.original import OriginalVTA, OriginalVTAModule
         >>> vta = OriginalVTAModule(OriginalVTA(belief_size=16, feat_size=16, state_size=4),
         ...                         init_size=2)
         >>> loss = OriginalVTALoss(vta)
@@ -69,7 +69,7 @@ class OriginalVTALoss(LossModule):
 
     @dataclass
     class _AcceptedKeys:
-        """Keys read by the loss (defaults: :data:`~torchrl_vta.modules.original.DEFAULT_VTA_KEYS`).
+        """Keys read by the loss (defaults: :data:`~torchrl_vta.original.module.DEFAULT_VTA_KEYS`).
 
         Attributes:
             pixels_scaled: preprocessed frames (the reconstruction target).
@@ -128,7 +128,7 @@ class OriginalVTALoss(LossModule):
         """The Gaussian normaliser in ``loss_reco`` for a frame of ``pixels`` values.
 
         Examples:
-            >>> from torchrl_vta.modules.original import OriginalVTA, OriginalVTAModule
+            >>> from torchrl_vta.original import OriginalVTA, OriginalVTAModule
             >>> loss = OriginalVTALoss(OriginalVTAModule(OriginalVTA(belief_size=8, feat_size=8)))
             >>> round(loss.nll_constant(1), 4)
             0.9189
@@ -145,7 +145,7 @@ class OriginalVTALoss(LossModule):
 
         Examples:
             >>> from tensordict import TensorDict
-            >>> from torchrl_vta.modules.original import OriginalVTA, OriginalVTAModule
+            >>> from torchrl_vta.original import OriginalVTA, OriginalVTAModule
             >>> vta = OriginalVTAModule(OriginalVTA(belief_size=8, feat_size=8, state_size=2),
             ...                         init_size=1)
             >>> td = vta(TensorDict(pixels=torch.zeros(2, 5, 3, 32, 32, dtype=torch.uint8),

@@ -39,7 +39,7 @@ Two levels of API:
   frame) futures.
 * :class:`OriginalVTAModule` (TensorDict): reads uint8 ``pixels`` ``[*B, T, 3, 32, 32]``,
   applies the 5-bit preprocessing (:func:`preprocess_pixels`) and writes every output
-  under the keys of :data:`DEFAULT_VTA_KEYS`; :class:`~torchrl_vta.objectives.original_loss.OriginalVTALoss`
+  under the keys of :data:`DEFAULT_VTA_KEYS`; :class:`~torchrl_vta.original.loss.OriginalVTALoss`
   reads them.
 """
 
@@ -48,198 +48,17 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModuleBase
-from tensordict.utils import NestedKey
 from torch import nn
 
 from torchrl_vta.modules.boundary import BoundaryPrior, mix_on_read
 from torchrl_vta.modules.latent import GaussianLatent, _check_int
 from torchrl_vta.modules.segment_policy import SegmentPolicy
+from torchrl_vta.original.networks import ConvBoundaryPosterior, VTADecoder, VTAEncoder
+from torchrl_vta.original.pixels import _check_frames
 
-__all__ = [
-    "DEFAULT_VTA_KEYS",
-    "ConvBoundaryPosterior",
-    "GENERATION_MODES",
-    "OriginalVTA",
-    "OriginalVTAModule",
-    "VTADecoder",
-    "VTAEncoder",
-    "VTAGeneration",
-    "VTAOutput",
-    "postprocess_pixels",
-    "preprocess_pixels",
-]
+__all__ = ["GENERATION_MODES", "OriginalVTA", "VTAGeneration", "VTAOutput"]
 
 GENERATION_MODES = ("full", "jumpy")
-_IMAGE_SIZE = 32
-
-
-def preprocess_pixels(
-    pixels: torch.Tensor, bits: int = 5, *, dequantize: bool = True
-) -> torch.Tensor:
-    """uint8 pixels -> floats in ``[-1, 1]`` on ``2 ** bits`` levels (the original VTA input).
-
-    Each value is reduced to ``bits`` bits (``floor(p / 2 ** (8 - bits))``), then placed at
-    ``(level + u) / 2 ** bits`` and mapped to ``[-1, 1]``. With ``dequantize`` (training),
-    ``u ~ U(0, 1)`` (uniform dequantisation noise of one level, 1/32 of the range for 5
-    bits); without it, ``u = 0.5`` (the level's centre), so the output is deterministic and
-    takes exactly ``2 ** bits`` values.
-
-    Examples:
-        >>> x = preprocess_pixels(torch.arange(256, dtype=torch.uint8), dequantize=False)
-        >>> x.unique().numel(), x.min().item(), x.max().item()
-        (32, -0.96875, 0.96875)
-        >>> bool(preprocess_pixels(torch.zeros(4, dtype=torch.uint8)).lt(-15 / 16).all())
-        True
-    """
-    if pixels.dtype != torch.uint8:
-        raise ValueError(f"pixels must be uint8, got dtype {pixels.dtype}.")
-    _check_int("bits", bits)
-    if bits > 8:
-        raise ValueError(f"bits must be in [1, 8], got {bits}.")
-    levels = 2**bits
-    level = torch.div(pixels, 2 ** (8 - bits), rounding_mode="floor").float()
-    offset = torch.rand_like(level) if dequantize else torch.full_like(level, 0.5)
-    return (level + offset) / levels * 2.0 - 1.0
-
-
-def postprocess_pixels(x: torch.Tensor) -> torch.Tensor:
-    """Floats in ``[-1, 1]`` (model space) -> uint8 pixels, for viewing.
-
-    Examples:
-        >>> postprocess_pixels(torch.tensor([-1.0, 0.0, 1.0, 3.0])).tolist()
-        [0, 128, 255, 255]
-    """
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def _check_frames(name: str, x: torch.Tensor, channels: int) -> None:
-    expected = (channels, _IMAGE_SIZE, _IMAGE_SIZE)
-    if x.dim() < 4 or tuple(x.shape[-3:]) != expected:
-        raise ValueError(
-            f"{name} must have shape [..., {channels}, 32, 32] (the original VTA CNN reads "
-            f"32x32 frames), got {tuple(x.shape)}."
-        )
-
-
-class VTAEncoder(nn.Module):
-    """4 x (Conv2d k4 + BatchNorm + ELU), strides 2, 2, 2, 1: 32x32 frames -> ``features``.
-
-    Examples:
-        >>> encoder = VTAEncoder(features=16)
-        >>> encoder(torch.randn(2, 5, 3, 32, 32)).shape
-        torch.Size([2, 5, 16])
-    """
-
-    def __init__(self, channels: int = 3, features: int = 128):
-        super().__init__()
-        _check_int("channels", channels)
-        _check_int("features", features)
-        self.channels = channels
-        self.features = features
-        layers: list[nn.Module] = []
-        width = channels
-        # 32 -> 16 -> 8 -> 4 with (stride 2, pad 1), then a 4x4 valid conv down to 1x1.
-        for stride, padding in ((2, 1), (2, 1), (2, 1), (1, 0)):
-            layers += [
-                nn.Conv2d(width, features, 4, stride, padding, bias=False),
-                nn.BatchNorm2d(features),
-                nn.ELU(),
-            ]
-            width = features
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Embed frames ``[..., C, 32, 32]`` (floats in ``[-1, 1]``) to ``[..., features]``."""
-        _check_frames("frames", frames, self.channels)
-        batch = frames.shape[:-3]
-        out = self.net(frames.reshape(-1, *frames.shape[-3:]))
-        return out.reshape(*batch, self.features)
-
-
-class VTADecoder(nn.Module):
-    """``in_features`` -> 32x32 frames in ``[-1, 1]``: 4 x ConvTranspose2d(k4) (1 -> 4 -> 8 ->
-    16 -> 32) with BatchNorm + ELU between, Tanh last.
-
-    An input width other than ``features`` is first mapped by Linear + ELU.
-
-    Examples:
-        >>> decoder = VTADecoder(8, features=16)
-        >>> frames = decoder(torch.randn(2, 5, 8))
-        >>> frames.shape, bool(frames.abs().le(1).all())
-        (torch.Size([2, 5, 3, 32, 32]), True)
-    """
-
-    def __init__(self, in_features: int, features: int = 128, channels: int = 3):
-        super().__init__()
-        _check_int("in_features", in_features)
-        _check_int("features", features)
-        _check_int("channels", channels)
-        self.features = features
-        self.channels = channels
-        self.project = (
-            nn.Identity()
-            if in_features == features
-            else nn.Sequential(nn.Linear(in_features, features), nn.ELU())
-        )
-        layers: list[nn.Module] = []
-        for stride, padding in ((1, 0), (2, 1), (2, 1)):
-            layers += [
-                nn.ConvTranspose2d(features, features, 4, stride, padding, bias=False),
-                nn.BatchNorm2d(features),
-                nn.ELU(),
-            ]
-        layers += [nn.ConvTranspose2d(features, channels, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        """Decode ``[..., in_features]`` to frames ``[..., C, 32, 32]``."""
-        batch = feature.shape[:-1]
-        hidden = self.project(feature.reshape(-1, feature.shape[-1]))
-        out = self.net(hidden.reshape(-1, self.features, 1, 1))
-        return out.reshape(*batch, *out.shape[-3:])
-
-
-class ConvBoundaryPosterior(nn.Module):
-    """The original non-causal boundary posterior over a sequence of embeddings.
-
-    ``layers`` x (Conv1d k3 pad 1 without bias + BatchNorm + ELU), then Conv1d k3 -> 2
-    logits (``READ``, ``COPY``): each step sees ``layers + 1`` frames on either side
-    (+-4 with the default 3 layers). The ends of the sequence are zero-padded.
-
-    Examples:
-        >>> posterior = ConvBoundaryPosterior(6, layers=3)
-        >>> posterior(torch.randn(2, 9, 6)).shape
-        torch.Size([2, 9, 2])
-        >>> posterior.half_window
-        4
-    """
-
-    def __init__(self, embed_dim: int, *, layers: int = 3, hidden: int | None = None):
-        super().__init__()
-        _check_int("embed_dim", embed_dim)
-        _check_int("layers", layers, minimum=0)
-        hidden = embed_dim if hidden is None else _check_int("hidden", hidden)
-        self.half_window = layers + 1
-        modules: list[nn.Module] = []
-        width = embed_dim
-        for _ in range(layers):
-            modules += [
-                nn.Conv1d(width, hidden, 3, padding=1, bias=False),
-                nn.BatchNorm1d(hidden),
-                nn.ELU(),
-            ]
-            width = hidden
-        modules.append(nn.Conv1d(width, 2, 3, padding=1))
-        self.net = nn.Sequential(*modules)
-
-    def forward(self, embed: torch.Tensor) -> torch.Tensor:
-        """Boundary logits ``[*B, T, 2]`` for embeddings ``[*B, T, E]``."""
-        if embed.dim() < 2:
-            raise ValueError(f"embed must have shape [*B, T, E], got {tuple(embed.shape)}.")
-        flat = embed.reshape(-1, *embed.shape[-2:]).transpose(1, 2)
-        return self.net(flat).transpose(1, 2).reshape(*embed.shape[:-1], 2)
 
 
 class VTAOutput(NamedTuple):
@@ -611,86 +430,3 @@ class OriginalVTA(nn.Module):
 #: Default TensorDict keys written by :class:`OriginalVTAModule` (field -> key); see
 #: :class:`VTAOutput` for their meaning. ``pixels_scaled`` is the preprocessed input in
 #: ``[-1, 1]`` (the reconstruction target) and ``reco_pixels`` the reconstruction.
-DEFAULT_VTA_KEYS: dict[str, NestedKey] = {
-    "pixels_scaled": "pixels_scaled",
-    "reconstruction": "reco_pixels",
-    **{name: name for name in VTAOutput._fields if name != "reconstruction"},
-}
-
-
-class OriginalVTAModule(TensorDictModuleBase):
-    """TensorDict wrapper of :class:`OriginalVTA` for windows ``[*B, T]``.
-
-    Reads ``pixels_key`` (uint8 ``[*B, T, C, 32, 32]``, preprocessed by
-    :func:`preprocess_pixels` with dequantisation noise in training mode and level centres
-    in eval mode; float pixels are taken as already preprocessed) and writes the keys of
-    :data:`DEFAULT_VTA_KEYS` (renamed by ``out_keys``).
-
-    Args:
-        model: the tensor-level model.
-
-    Keyword Args:
-        pixels_key: input key. Defaults to ``"pixels"``.
-        init_size: context frames at each end of a window. Defaults to 5.
-        bits: quantisation bits. Defaults to 5.
-        limit_posterior: also force the posterior boundaries by the segment limits
-            (evaluation "with forcing"). Defaults to ``False`` (the original).
-        out_keys: renames, ``{field: key}`` for fields of :data:`DEFAULT_VTA_KEYS`.
-
-    Examples:
-        >>> from tensordict import TensorDict
-        >>> module = OriginalVTAModule(OriginalVTA(belief_size=16, feat_size=16, state_size=4),
-        ...                            init_size=2)
-        >>> pixels = torch.randint(0, 256, (3, 7, 3, 32, 32), dtype=torch.uint8)
-        >>> td = module(TensorDict(pixels=pixels, batch_size=[3, 7]))
-        >>> td["reco_pixels"].shape, td["boundary"].shape
-        (torch.Size([3, 7, 3, 32, 32]), torch.Size([3, 7, 1]))
-    """
-
-    def __init__(
-        self,
-        model: OriginalVTA,
-        *,
-        pixels_key: NestedKey = "pixels",
-        init_size: int = 5,
-        bits: int = 5,
-        limit_posterior: bool = False,
-        out_keys: dict[str, NestedKey] | None = None,
-    ):
-        super().__init__()
-        if not isinstance(model, OriginalVTA):
-            raise ValueError(f"model must be an OriginalVTA, got {type(model).__name__}.")
-        _check_int("init_size", init_size, minimum=0)
-        _check_int("bits", bits)
-        unknown = sorted(set(out_keys or {}) - set(DEFAULT_VTA_KEYS))
-        if unknown:
-            raise ValueError(f"out_keys names unknown fields {unknown}; valid: {sorted(DEFAULT_VTA_KEYS)}.")
-        self.model = model
-        self.pixels_key = pixels_key
-        self.init_size = init_size
-        self.bits = bits
-        self.limit_posterior = bool(limit_posterior)
-        self.key_map = {**DEFAULT_VTA_KEYS, **(out_keys or {})}
-        self.in_keys = [pixels_key]
-        self.out_keys = list(self.key_map.values())
-
-    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Model-space input from stored pixels (see the class docstring).
-
-        Examples:
-            >>> module = OriginalVTAModule(OriginalVTA(belief_size=8, feat_size=8, state_size=2))
-            >>> _ = module.eval()
-            >>> module.preprocess(torch.full((1,), 255, dtype=torch.uint8)).item()
-            0.96875
-        """
-        if pixels.dtype == torch.uint8:
-            return preprocess_pixels(pixels, self.bits, dequantize=self.training)
-        return pixels
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        obs = self.preprocess(tensordict.get(self.pixels_key))
-        out = self.model(obs, init_size=self.init_size, limit_posterior=self.limit_posterior)
-        tensordict.set(self.key_map["pixels_scaled"], obs)
-        for name, value in zip(VTAOutput._fields, out):
-            tensordict.set(self.key_map[name], value)
-        return tensordict
