@@ -5,12 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 
-from torchrl_vta.modules.boundary import (
+from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior
+from torchrl_vta.modules.boundary_ops import (
     COPY,
     FORCE_LOGIT,
     READ,
-    BoundaryPosterior,
-    BoundaryPrior,
     BoundarySample,
     TemperatureSchedule,
     concrete_log_prob,

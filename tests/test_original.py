@@ -6,7 +6,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from torchrl_vta.envs.datasets import generate_dataset
-from torchrl_vta.modules.boundary import COPY, FORCE_LOGIT, READ
+from torchrl_vta.modules.boundary_ops import COPY, FORCE_LOGIT, READ
 from torchrl_vta.original import (
     ConvBoundaryPosterior,
     OriginalVTA,

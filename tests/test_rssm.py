@@ -6,7 +6,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
-from torchrl_vta.modules.boundary import READ
+from torchrl_vta.modules.boundary_ops import READ
 from torchrl_vta.modules.rssm import HierarchicalRSSM
 from torchrl_vta.modules.rssm_state import RSSMState
 from torchrl_vta.modules.rssm_wrappers import (

@@ -6,7 +6,7 @@ from tensordict import TensorDict
 from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
 from torchrl.data import Bounded, Composite, Unbounded
 
-from torchrl_vta.modules.boundary import READ
+from torchrl_vta.modules.boundary_ops import READ
 from torchrl_vta.modules.world_model import make_world_model
 from torchrl_vta.objectives import WorldModelLoss
 

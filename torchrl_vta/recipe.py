@@ -21,7 +21,7 @@ from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.collectors import make_collector
 from torchrl_vta.config import LEARNER_ARGUMENTS, RecipeConfig
 from torchrl_vta.envs import make_env
-from torchrl_vta.modules.boundary import TemperatureSchedule
+from torchrl_vta.modules.boundary_ops import TemperatureSchedule
 from torchrl_vta.modules.world_model import PRESETS
 
 __all__ = [

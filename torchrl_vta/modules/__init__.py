@@ -1,11 +1,10 @@
 """Tensor-level networks and their TensorDict wrappers."""
 
 from torchrl_vta.modules.actor import make_actor, make_feature_module
-from torchrl_vta.modules.boundary import (
+from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior
+from torchrl_vta.modules.boundary_ops import (
     COPY,
     READ,
-    BoundaryPosterior,
-    BoundaryPrior,
     BoundarySample,
     TemperatureSchedule,
     concrete_log_prob,

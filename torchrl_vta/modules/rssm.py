@@ -29,7 +29,8 @@ from torch import nn
 
 from torchrl_vta.distributed import gather_statistics
 from torchrl_vta.modules._layers import dense_block
-from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior, mix_on_read
+from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior
+from torchrl_vta.modules.boundary_ops import mix_on_read
 from torchrl_vta.modules.latent import make_latent
 from torchrl_vta.modules.rssm_state import RSSMState, RSSMStep, append_step
 from torchrl_vta.modules.segment_policy import SegmentPolicy

@@ -58,7 +58,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from torchrl_vta.modules.boundary import (
+from torchrl_vta.modules.boundary_ops import (
     READ,
     BoundarySample,
     TemperatureSchedule,

@@ -12,7 +12,7 @@ from torchrl.objectives import LossModule
 
 from torchrl_vta.objectives._checks import entry, nonnegative, total_loss
 
-from torchrl_vta.modules.boundary import READ, concrete_log_prob
+from torchrl_vta.modules.boundary_ops import READ, concrete_log_prob
 from torchrl_vta.original.module import OriginalVTAModule
 
 __all__ = ["OriginalVTALoss"]

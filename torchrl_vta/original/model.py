@@ -50,7 +50,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from torchrl_vta.modules.boundary import BoundaryPrior, mix_on_read
+from torchrl_vta.modules.boundary import BoundaryPrior
+from torchrl_vta.modules.boundary_ops import mix_on_read
 from torchrl_vta.modules.latent import GaussianLatent, _check_int
 from torchrl_vta.modules.segment_policy import SegmentPolicy
 from torchrl_vta.original.networks import ConvBoundaryPosterior, VTADecoder, VTAEncoder

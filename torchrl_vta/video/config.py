@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from torchrl_vta.envs.datasets import registered_datasets
-from torchrl_vta.modules.boundary import TemperatureSchedule
+from torchrl_vta.modules.boundary_ops import TemperatureSchedule
 from torchrl_vta.modules.rssm import HierarchicalRSSM
 from torchrl_vta.original import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss

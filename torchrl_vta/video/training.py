@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import torch
 
-from torchrl_vta.modules.boundary import TemperatureSchedule
+from torchrl_vta.modules.boundary_ops import TemperatureSchedule
 from torchrl_vta.video.config import VideoConfig
 from torchrl_vta.video.variants import parameters
 

@@ -17,7 +17,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import Composite, Unbounded
 
-from torchrl_vta.modules.boundary import READ
+from torchrl_vta.modules.boundary_ops import READ
 from torchrl_vta.original import (
     OriginalVTA,
     OriginalVTAModule,
