@@ -160,7 +160,7 @@ def test_config_validation_names_the_key():
 # ---------------------------------------------------------------- reliability (issue 14)
 import logging
 
-from torchrl_vta.config import resume_config
+from torchrl_vta.config_resume import resume_config
 from torchrl_vta.recipe import TRAJ_KEY, configure_threads
 from torchrl_vta.rundir import RunDirectoryError, claim_run_dir
 

@@ -7,7 +7,8 @@ or lives in a submodule for advanced use.
 from torchrl_vta.agent import Agent, Learner
 from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_space
 from torchrl_vta.collectors import sync_policy_weights
-from torchrl_vta.config import RecipeConfig, flatten_config, resume_config
+from torchrl_vta.config import RecipeConfig
+from torchrl_vta.config_resume import flatten_config, resume_config
 from torchrl_vta.distributed import DataParallel, load_agreed_checkpoint
 from torchrl_vta.logger_media import log_image, log_video
 from torchrl_vta.evaluation import (

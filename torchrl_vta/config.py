@@ -11,7 +11,7 @@ import dataclasses
 import inspect
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 __all__ = [
     "CheckpointConfig",
@@ -26,17 +26,9 @@ __all__ = [
     "OptimConfig",
     "RecipeConfig",
     "ReplayConfig",
-    "SAFE_ON_RESUME",
-    "flatten_config",
-    "resume_config",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Keys a resumed run may change (a trailing ``.`` means the whole section).
-SAFE_ON_RESUME = ("collector.total_frames", "collector.backend", "collector.sync_every", "logger.", "eval.", "checkpoint.every_frames",
-                  "device", "threads", "compile", "compile_mode", "resume", "output_dir",
-                  "overwrite")
 
 LOGGER_BACKENDS = ("csv", "wandb", "tensorboard", "none")
 STORAGES = ("memmap", "memory")
@@ -264,226 +256,12 @@ class RecipeConfig:
     threads: int = 0
 
     def validate(self) -> "RecipeConfig":
-        """Check ranges and choices; raise ``ValueError`` naming the key and the fix."""
-        from torchrl_vta.envs import registered_envs
-        from torchrl_vta.modules.world_model import PRESETS
-        from torchrl_vta.agent import OPTIMIZERS
+        """Check ranges and choices (:func:`~torchrl_vta.config_checks.validate_recipe`);
+        raise ``ValueError`` naming the key and the fix. Returns ``self``."""
+        from torchrl_vta.config_checks import validate_recipe
 
-        def at_least(name: str, value, minimum) -> None:
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-
-        def one_of(name: str, value, choices) -> None:
-            if value not in choices:
-                raise ValueError(f"{name}={value!r} is not one of {sorted(choices)}.")
-
-        one_of("env.name", self.env.name, registered_envs())
-        self._check_env_options()
-        one_of("model.preset", self.model.preset, PRESETS)
-        one_of("model.levels", self.model.levels, (1, 2))
-        self._check_model_options()
-        one_of("optim.kind", self.optim.kind, OPTIMIZERS)
-        one_of("replay.storage", self.replay.storage, STORAGES)
-        one_of("logger.backend", self.logger.backend, LOGGER_BACKENDS)
-        one_of("logger.mode", self.logger.mode, ("offline", "online"))
-        one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
-        if self.compile_mode is not None:
-            one_of("compile_mode", self.compile_mode,
-                   ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
-        if self.autocast is not None:
-            one_of("autocast", self.autocast, ("bf16",))
-        if self.learner.backend is not None:
-            one_of("learner.backend", self.learner.backend, ("gloo", "nccl"))
-        self._check_collector_backend()
-        self._check_explore()
-        if self.init_from is not None:
-            from torchrl_vta.pretrained import pretrained_checkpoints
-
-            pretrained_checkpoints(self.init_from)
-        for name in ("replay.batch_size", "replay.seq_len", "collector.frames_per_batch",
-                     "collector.num_envs", "loss.horizon", "eval.episodes", "eval.max_steps",
-                     "eval.every_frames", "checkpoint.every_frames", "logger.log_every",
-                     "collector.total_frames", "optim.max_skipped_updates"):
-            section, key = name.split(".")
-            at_least(name, getattr(getattr(self, section), key), 1)
-        at_least("collector.init_random_frames", self.collector.init_random_frames, 0)
-        at_least("threads", self.threads, 0)
-        if not self.collector.train_ratio > 0:
-            raise ValueError(
-                f"collector.train_ratio={self.collector.train_ratio} trains nothing: set "
-                "collector.train_ratio > 0 (replayed steps per env step, e.g. 32)."
-            )
-        if self.collector.init_random_frames >= self.collector.total_frames:
-            raise ValueError(
-                f"collector.init_random_frames ({self.collector.init_random_frames}) >= "
-                f"collector.total_frames ({self.collector.total_frames}): the run would end "
-                "before its first update. Lower collector.init_random_frames or raise "
-                "collector.total_frames."
-            )
-        at_least("replay.capacity", self.replay.capacity, self.replay.seq_len)
-        for name in ("model_lr", "actor_lr", "critic_lr", "model_clip", "actor_clip", "critic_clip"):
-            if not getattr(self.optim, name) > 0:
-                raise ValueError(f"optim.{name} must be > 0, got {getattr(self.optim, name)}"
-                                 + (" (a clip of 0 zeroes every gradient)." if "clip" in name else "."))
-        if not 0 < self.loss.gamma <= 1:
-            raise ValueError(f"loss.gamma must be in (0, 1], got {self.loss.gamma}.")
-        if not 0 <= self.loss.lmbda <= 1:
-            raise ValueError(f"loss.lmbda must be in [0, 1], got {self.loss.lmbda}.")
-        if self.eval.openloop_context >= self.replay.seq_len:
-            raise ValueError(
-                f"eval.openloop_context ({self.eval.openloop_context}) must be smaller than "
-                f"replay.seq_len ({self.replay.seq_len})."
-            )
-        episode = self._episode_length()
-        if episode is not None and episode < self.replay.seq_len:
-            raise ValueError(
-                f"replay.seq_len ({self.replay.seq_len}) is longer than every episode of env "
-                f"{self.env.name!r} ({episode} steps): lower replay.seq_len or raise "
-                "env.options.max_steps."
-            )
-        if self.replay.batch_size * self.replay.seq_len > self.replay.capacity:
-            log.warning("replay.batch_size x replay.seq_len (%d) exceeds replay.capacity (%d): "
-                        "each batch repeats stored steps.",
-                        self.replay.batch_size * self.replay.seq_len, self.replay.capacity)
-        if self.resume and not self.output_dir:
-            raise ValueError("resume=true needs output_dir=<the run directory to resume>.")
-        if self.resume and self.overwrite:
-            raise ValueError("resume=true and overwrite=true exclude each other: pick one.")
-        if self.device != "auto":
-            from torchrl_vta.recipe import select_device
-
-            select_device(self.device)
+        validate_recipe(self)
         return self
-
-    def _check_collector_backend(self) -> None:
-        import importlib.util
-
-        from torchrl_vta.collectors import BACKENDS
-
-        backend = self.collector.backend
-        if self.collector.sync_every < 1:
-            raise ValueError(f"collector.sync_every must be >= 1, got {self.collector.sync_every}.")
-        if backend is None:
-            return
-        if backend not in BACKENDS:
-            raise ValueError(f"collector.backend={backend!r} is not one of {list(BACKENDS)} "
-                             "(or null: local for one env, multiprocess for several).")
-        if backend == "distributed" and self.learner.ddp:
-            raise ValueError(
-                "collector.backend=distributed and learner.ddp=true both need this process's "
-                "default torch.distributed group: with learner.ddp=true use "
-                "collector.backend=local|multiprocess (every rank collects its own data)."
-            )
-        if backend == "ray" and importlib.util.find_spec("ray") is None:
-            raise ValueError("collector.backend=ray needs Ray: pip install 'torchrl_vta[ray]', or "
-                             "use collector.backend=multiprocess|distributed.")
-
-    def _check_explore(self) -> None:
-        from torchrl_vta.objectives.exploration import EXPLORE_TARGETS, mode_scales
-
-        explore = self.explore
-        mode_scales(explore.mode, explore.extrinsic_scale, explore.intrinsic_scale)
-        if explore.mode == "off":
-            given = sorted(k for k, v in dataclasses.asdict(explore).items()
-                           if k != "mode" and v is not None)
-            if given:
-                raise ValueError(f"explore.{given[0]} is set but explore.mode=off: set "
-                                 "explore.mode=reward_free|mixed, or drop the explore options.")
-            return
-        if explore.members is not None and (isinstance(explore.members, bool)
-                                            or explore.members < 2):
-            raise ValueError(f"explore.members must be an int >= 2 (a disagreement needs two "
-                             f"members), got {explore.members!r}.")
-        if explore.target is not None and explore.target not in EXPLORE_TARGETS:
-            raise ValueError(f"explore.target={explore.target!r} is not one of "
-                             f"{list(EXPLORE_TARGETS)}.")
-        for name in ("layers", "units"):
-            value = getattr(explore, name)
-            if value is not None and value < (0 if name == "layers" else 1):
-                raise ValueError(f"explore.{name} must be >= {0 if name == 'layers' else 1}, "
-                                 f"got {value}.")
-        for name in ("lr", "clip"):
-            value = getattr(explore, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"explore.{name} must be > 0, got {value}.")
-        if explore.abs_scale is not None and not explore.abs_scale >= 0:
-            raise ValueError(f"explore.abs_scale must be >= 0, got {explore.abs_scale}.")
-        if explore.hierarchical and self.model.levels < 2:
-            raise ValueError("explore.hierarchical=true needs segments: use model.levels=2, or "
-                             "explore.hierarchical=false.")
-
-    def _check_env_options(self) -> None:
-        from torchrl_vta.envs.registry import env_options
-
-        defaults = env_options(self.env.name)
-        for key, value in self.env.options.items():
-            default = defaults.get(key)
-            if default is None or value is None:
-                continue
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, (int, float)):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-                ok = ok and (isinstance(default, float) or float(value).is_integer())
-            else:
-                ok = isinstance(value, type(default))
-            if not ok:
-                raise ValueError(
-                    f"env.options.{key}={value!r} ({type(value).__name__}) should be a "
-                    f"{type(default).__name__} like {default!r}."
-                )
-
-    def _check_model_options(self) -> None:
-        import inspect
-
-        from torchrl_vta.modules import ContinueHead, MultiDecoder, MultiEncoder, RewardHead
-        from torchrl_vta.modules.actor import make_actor
-        from torchrl_vta.modules.rssm import HierarchicalRSSM
-        from torchrl_vta.objectives import WorldModelLoss, make_value_model
-
-        def names(*fns) -> set:
-            sets = []
-            for fn in fns:
-                params = inspect.signature(fn).parameters.values()
-                if any(p.kind is p.VAR_KEYWORD for p in params):
-                    return set()  # takes anything
-                sets.append({p.name for p in params} - {"self"})
-            return set.intersection(*sets)
-
-        checks = {
-            "model.encoder": (self.model.encoder, names(MultiEncoder.__init__), {"obs_spec", "device"}),
-            "model.rssm": (self.model.rssm, names(HierarchicalRSSM.__init__),
-                           {"action_dim", "embed_dim", "levels"}),
-            "model.decoder": (self.model.decoder, names(MultiDecoder.from_encoder),
-                              {"encoder", "in_features", "device"}),
-            "model.head": (self.model.head, names(RewardHead.__init__, ContinueHead.__init__),
-                           {"in_features", "device"}),
-            "model.actor": (self.model.actor, names(make_actor), {"action_spec", "feature_dim"}),
-            "model.critic": (self.model.critic, names(make_value_model), {"feature_dim"}),
-            "loss.world_model": (self.loss.world_model, names(WorldModelLoss.__init__),
-                                 {"world_model"}),
-        }
-        for section, (options, valid, reserved) in checks.items():
-            if not valid:
-                continue
-            valid = valid - reserved
-            unknown = sorted(set(options) - valid)
-            if unknown:
-                raise ValueError(
-                    f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-                    f"valid keys of {section}: {', '.join(sorted(valid))}."
-                )
-
-    def _episode_length(self) -> int | None:
-        """Env steps of the longest possible episode, where the options say it."""
-        from torchrl_vta.envs.registry import env_options
-
-        options = {**env_options(self.env.name), **self.env.options}
-        if options.get("max_steps") is not None:
-            return int(options["max_steps"])
-        if self.env.name == "dmc":  # dm_control suite tasks: 1000 control steps
-            return 1000 // int(options.get("action_repeat") or 1)
-        return None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RecipeConfig":
@@ -507,81 +285,3 @@ class RecipeConfig:
             else:
                 setattr(cfg, key, value)
         return cfg
-
-
-def flatten_config(cfg) -> dict[str, Any]:
-    """Dotted leaf keys of a config (a dataclass or nested dicts).
-
-    Examples:
-        >>> flatten_config({"env": {"name": "dmc", "options": {"task": "x"}}, "seed": 0})
-        {'env.name': 'dmc', 'env.options.task': 'x', 'seed': 0}
-    """
-    if dataclasses.is_dataclass(cfg):
-        cfg = dataclasses.asdict(cfg)
-    flat: dict[str, Any] = {}
-
-    def walk(node, prefix):
-        for key, value in node.items():
-            if isinstance(value, dict) and value:
-                walk(value, f"{prefix}{key}.")
-            else:
-                flat[f"{prefix}{key}"] = value
-
-    walk(cfg, "")
-    return flat
-
-
-def _safe_on_resume(key: str) -> bool:
-    return any(key == safe or (safe.endswith(".") and key.startswith(safe)) for safe in SAFE_ON_RESUME)
-
-
-def resume_config(saved: dict[str, Any], requested: RecipeConfig,
-                  changed: Iterable[str] | None = None) -> RecipeConfig:
-    """The config of a resumed run: the run's ``saved`` config plus the safe changes.
-
-    ``changed`` are the keys the user set for this launch (``None``: every key of
-    ``requested`` that differs from ``saved``). A changed key outside
-    :data:`SAFE_ON_RESUME` whose value differs from the saved one raises
-    ``ValueError`` naming it.
-
-    Examples:
-        >>> saved = dataclasses.asdict(RecipeConfig())
-        >>> requested = RecipeConfig(resume=True, output_dir="run")
-        >>> requested.collector.total_frames = 5
-        >>> resume_config(saved, requested).collector.total_frames
-        5
-        >>> requested.replay.seq_len = 7
-        >>> resume_config(saved, requested)
-        Traceback (most recent call last):
-        ...
-        ValueError: resume=true continues a run with its saved config; ...replay.seq_len (64 in the run, 7 given)...
-    """
-    saved_flat, wanted = flatten_config(saved), flatten_config(requested)
-    keys = set(changed) if changed is not None else set(wanted)
-    conflicts, applied = [], {}
-    for key in sorted(keys):
-        if key not in wanted:
-            continue
-        if key in saved_flat and wanted[key] == saved_flat[key]:
-            continue
-        if _safe_on_resume(key):
-            applied[key] = wanted[key]
-        elif key in saved_flat or wanted[key] not in (None, {}):
-            conflicts.append(f"{key} ({saved_flat.get(key, '<unset>')!r} in the run, {wanted[key]!r} given)")
-    if conflicts:
-        raise ValueError(
-            "resume=true continues a run with its saved config; these keys cannot change on "
-            f"resume: {', '.join(conflicts)}. Drop them from the command line (the saved "
-            "values are used), or start a new run in another output_dir. Keys that may "
-            f"change: {', '.join(k + '*' if k.endswith('.') else k for k in SAFE_ON_RESUME)}."
-        )
-    merged = dataclasses.asdict(RecipeConfig.from_dict(saved))
-    for key, value in applied.items():
-        node = merged
-        *path, leaf = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    for key in ("resume", "output_dir", "overwrite"):
-        merged[key] = getattr(requested, key)
-    return RecipeConfig.from_dict(merged)
