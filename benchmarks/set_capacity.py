@@ -30,7 +30,7 @@ from torchrl_vta.envs.traffic import VEHICLE_DISCRETE_COLUMNS, traffic_sequences
 from torchrl_vta.modules.sets import SetDecoder, SetEncoder
 
 
-def run(units: int, args) -> list[dict]:
+def run(units: int, args, rows: list[dict], emit) -> None:
     torch.manual_seed(0)
     frames = traffic_sequences(32, 100, seed=100).reshape(-1)
     slots, features = frames["vehicles"].shape[-2:]
@@ -40,7 +40,6 @@ def run(units: int, args) -> list[dict]:
                          discrete=VEHICLE_DISCRETE_COLUMNS, units=units)
     optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=args.lr)
     generator = torch.Generator().manual_seed(0)
-    rows = []
     for step in range(args.updates + 1):
         batch = frames[torch.randint(0, frames.shape[0], (args.batch,), generator=generator)]
         prediction = decoder(encoder(batch["vehicles"], batch["vehicles_mask"]))
@@ -59,10 +58,10 @@ def run(units: int, args) -> list[dict]:
                          "reconstruction": reconstruction.mean().item(),
                          "existence": existence.mean().item(),
                          "position_error": (error / mask.sum()).item()})
-    return rows
+            emit()
 
 
-def run_sequence(hidden: int, args) -> list[dict]:
+def run_sequence(hidden: int, args, rows: list[dict], emit) -> None:
     """The traffic baseline (set encoder, GRU of ``hidden`` units, set decoders), teacher
     forced on windows of ``--window`` steps (batch ``--sequences``) as
     ``traffic_prediction.py`` trains it: the position error of its reconstruction of the
@@ -78,7 +77,6 @@ def run_sequence(hidden: int, args) -> list[dict]:
                                   slot_ids=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(0)
-    rows = []
     for step in range(args.updates + 1):
         rows_index = torch.randint(0, data.shape[0], (args.sequences,), generator=generator)
         starts = torch.randint(0, data.shape[1] - args.window + 1, (args.sequences,), generator=generator)
@@ -97,7 +95,7 @@ def run_sequence(hidden: int, args) -> list[dict]:
             rows.append({"units": args.units[0], "gru_hidden": hidden, "update": step,
                          "loss": losses["loss"].item(),
                          "position_error": (error / mask.sum()).item()})
-    return rows
+            emit()
 
 
 def main(argv=None) -> None:
@@ -116,15 +114,23 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     report = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                           "threads": 1, "date": datetime.date.today().isoformat()},
-              "command": " ".join(["python", *sys.argv]),
-              "rows": ([row for hidden in args.gru_hidden for row in run_sequence(hidden, args)]
-                       if args.gru_hidden else
-                       [row for units in args.units for row in run(units, args)])}
-    text = json.dumps(report, indent=1) + "\n"
-    if args.out:
-        args.out.write_text(text)
+              "command": " ".join(["python", *sys.argv]), "rows": []}
+
+    def emit() -> None:
+        # Each row as it comes (stderr, and the --out file rewritten), so a long or killed
+        # run keeps what it measured.
+        sys.stderr.write(json.dumps(report["rows"][-1]) + "\n")
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+    if args.gru_hidden:
+        for hidden in args.gru_hidden:
+            run_sequence(hidden, args, report["rows"], emit)
     else:
-        sys.stdout.write(text)
+        for units in args.units:
+            run(units, args, report["rows"], emit)
+    if not args.out:
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

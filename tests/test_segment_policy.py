@@ -62,8 +62,7 @@ def _criterion_reads(policy, surprise):
     return [t for t, r in enumerate(reads) if r]
 
 
-@pytest.mark.parametrize("reference, scale", [("split", 2.5), ("split_wide", 2.5), ("split3", 2.5),
-                                              ("max", 25.0)])
+@pytest.mark.parametrize("reference, scale", [("split", 2.5), ("split3", 2.5), ("max", 25.0)])
 def test_surprise_criterion_reads_at_planted_peaks_once_per_plateau(reference, scale):
     policy = SegmentPolicy(kind="surprise", surprise_reference=reference,
                            surprise_init_scale=scale)
@@ -428,7 +427,7 @@ def test_information_floor_keeps_small_peaks_from_reading():
 
 def test_loaded_histogram_sets_the_scale_as_training_does():
     values = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)])
-    for reference in ("split", "split_wide", "split3", "max"):
+    for reference in ("split", "split3", "max"):
         trained = SegmentPolicy(surprise_reference=reference, surprise_momentum=0.0)
         trained.update_statistics(values)
         loaded = SegmentPolicy(surprise_reference=reference)
@@ -437,37 +436,3 @@ def test_loaded_histogram_sets_the_scale_as_training_does():
     with pytest.raises(ValueError, match="histogram must have shape"):
         SegmentPolicy().load_histogram(torch.zeros(10))
 
-
-
-def test_wide_split_keeps_the_event_valley_where_the_split_fell_on_maze_seed_1():
-    """The recorded EMA histograms of the maze run whose split fell (seed 1, update 4,150:
-    Otsu's two-class split dropped between the two expected modes): the wide split stays in
-    the valley before the events (mass above near the event rate, 0.146), on the records
-    before the fall too; on one-mode or quiet+events histograms it cuts where the split does."""
-    import json
-    from pathlib import Path
-
-    from torchrl_vta.modules.surprise_split import LOG_MAX, BINS, split_surprise_wide
-
-    path = Path(__file__).parents[1] / "benchmarks" / "results" / "surprise_trace_maze_seed1.json"
-    records = {r["update"]: torch.tensor(r["histogram_log1p"])
-               for r in json.loads(path.read_text())["records"]}
-    edges = torch.linspace(0.0, LOG_MAX, BINS + 1)
-
-    def mass_above(histogram, nats):
-        return histogram[edges[1:] > math.log1p(nats) + 1e-6].sum() / histogram.sum()
-
-    assert split_surprise(records[4150]).item() < 5.0  # the fall
-    for update in (3000, 3500, 4000, 4100, 4150, 4200, 4250):
-        wide = split_surprise_wide(records[update]).item()
-        assert 15.0 < wide < 40.0 and 0.1 < mass_above(records[update], wide) < 0.2, (update, wide)
-    policy = SegmentPolicy(kind="surprise", surprise_reference="split_wide")
-    policy.load_histogram(records[4150])
-    assert policy.surprise_scale == split_surprise_wide(records[4150])
-    spread = 2**0.5 * torch.erfinv(2 * torch.linspace(0.01, 0.99, 99) - 1)
-    for quiet, events in ((1.0, 40.0), (3.0, 100.0), (0.5, 20.0)):  # one expected mode
-        values = torch.cat([(math.log1p(quiet) + 0.4 * spread).repeat(86),
-                            (math.log1p(events) + 0.6 * spread).repeat(14)]).expm1()
-        histogram = _histogram(values)  # the same steps on each side of the cut
-        assert mass_above(histogram, split_surprise_wide(histogram).item()) == mass_above(
-            histogram, split_surprise(histogram).item())

@@ -23,11 +23,6 @@ decided), in nats, frozen in eval mode and at acting time. ``surprise_reference`
 * ``"split"`` (default): the minimum-error split of the histogram into "expected" and
   "event" (:func:`split_surprise`), with threshold 1: a READ is a peak above the split. It
   adapts to each world's surprise levels and is robust to the heavy tail of large events.
-* ``"split_wide"``: the minimum-error split searched up to the upper cut of Otsu's
-  three-class split when that is above Otsu's two-class split
-  (:func:`split_surprise_wide`): one criterion over a wider range, no switch. For worlds
-  whose expected steps form two modes, where Otsu's two-class split can fall between them
-  and take ``"split"`` onto the quiet mode's edge (maze seed 1).
 * ``"split3"``: the upper cut of a three-class minimum-error split (quiet, a shoulder of
   smaller expected changes, events; :func:`split_surprise3`), falling back to ``"split"``
   where the middle class is only a sliver of the event tail. For worlds whose expected
@@ -75,7 +70,6 @@ from torchrl_vta.modules.surprise_split import (
     split_surprise,
     split_surprise3,
     split_surprise_clusters,
-    split_surprise_wide,
 )
 
 __all__ = [
@@ -90,7 +84,7 @@ BOUNDARY_KINDS = ("learned", "surprise", "learned+surprise")
 LIMIT_MODES = ("prior", "both", "off")
 # The running scale of the surprise criterion, and the threshold (in units of that scale)
 # each uses unless one is given.
-SURPRISE_REFERENCES = {"split": 1.0, "split_wide": 1.0, "split3": 1.0, "clusters": 1.0, "max": 0.0}
+SURPRISE_REFERENCES = {"split": 1.0, "split3": 1.0, "clusters": 1.0, "max": 0.0}
 _ROLES = ("posterior", "prior", "imagine")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
 # normalised surprise and its rise above the segment's trough.
@@ -674,8 +668,6 @@ class SegmentPolicy(nn.Module):
             scale = split_surprise3(self.surprise_histogram)
         elif self.surprise_reference == "clusters":
             scale = split_surprise_clusters(self.surprise_histogram)
-        elif self.surprise_reference == "split_wide":
-            scale = split_surprise_wide(self.surprise_histogram)
         else:
             scale = split_surprise(self.surprise_histogram)
         self.surprise_scale.copy_(scale)

@@ -23,7 +23,6 @@ __all__ = [
     "split_surprise",
     "split_surprise3",
     "split_surprise_clusters",
-    "split_surprise_wide",
 ]
 
 # 128 bins of log(1 + surprise) up to 1e4 nats (~7% apart).
@@ -54,7 +53,7 @@ def histogram_quantile(histogram: torch.Tensor, quantile: float) -> torch.Tensor
     return torch.expm1(edges[index + 1]).clamp_min(1e-6)
 
 
-def split_surprise(histogram: torch.Tensor, *, cap: torch.Tensor | None = None) -> torch.Tensor:
+def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
     """The minimum-error split (nats) of a histogram of ``log(1 + surprise)``.
 
     Kittler and Illingworth's threshold: the cut whose two sides, each fitted by a
@@ -63,7 +62,6 @@ def split_surprise(histogram: torch.Tensor, *, cap: torch.Tensor | None = None) 
     with at least half of the mass below the cut. Unlike Otsu's split alone (two classes
     of equal spread) it stays close to a tight "expected" mode when the "event" side is
     broad, as surprise is. Returned as the upper edge of the last "expected" bin.
-    ``cap`` (a bin index) searches at or below it instead of Otsu's split.
 
     Examples:
         >>> hist = torch.histc(torch.tensor([1.0] * 50 + [5.0] * 5).log1p(), BINS, 0, LOG_MAX)
@@ -91,8 +89,7 @@ def split_surprise(histogram: torch.Tensor, *, cap: torch.Tensor | None = None) 
     between = (m1[-1] * p1 - m1).square() / (p1 * p2).clamp_min(1e-12)
     between = torch.where((p1 > 1e-6) & (p2 > 1e-6), between, -1.0)
     otsu = between.argmax()
-    limit = otsu if cap is None else cap
-    allowed = (p1 >= 0.5) & (p2 > 1e-6) & (torch.arange(p.numel(), device=p.device) <= limit)
+    allowed = (p1 >= 0.5) & (p2 > 1e-6) & (torch.arange(p.numel(), device=p.device) <= otsu)
     cut = torch.where(allowed, error, float("inf")).argmin() if allowed.any() else otsu
     return torch.expm1(edges[cut + 1]).clamp_min(1e-6)
 
@@ -198,35 +195,3 @@ def split_surprise_clusters(histogram: torch.Tensor) -> torch.Tensor:
     cut = torch.expm1(_bin_edges(p)[high]).clamp_min(1e-6)
     clustered = (within3 < _UNIFORM_WITHIN_RATIO * within2) & (above <= 0.5) & (cut > two)
     return torch.where(clustered, cut, two)
-
-
-def split_surprise_wide(histogram: torch.Tensor) -> torch.Tensor:
-    """:func:`split_surprise` searched up to the higher of Otsu's two-class split and the
-    upper cut of Otsu's three-class split (nats).
-
-    Where the expected steps form two modes (the maze's standing and walking views), Otsu's
-    two-class split can fall between them during training and take the minimum-error split
-    down with it, onto the quiet mode's edge; the three-class upper cut stays above both
-    modes, so the search still reaches the valley before the events. With one expected
-    mode the three-class cut lies in the event tail and the search finds the same valley
-    as :func:`split_surprise`. No switch: one criterion, minimised over a wider range.
-
-    Examples:
-        >>> spread = 2**0.5 * torch.erfinv(2 * torch.linspace(0.01, 0.99, 99) - 1)
-        >>> def mode(nats, width, count):  # a log-normal mode of surprise
-        ...     return (torch.tensor(nats).log1p() + width * spread).repeat(count)
-        >>> quiet, walking, events = mode(1.0, 0.3, 55), mode(8.0, 0.3, 30), mode(100.0, 0.4, 15)
-        >>> hist = torch.histc(torch.cat([quiet, walking, events]), BINS, 0, LOG_MAX)
-        >>> split_surprise(hist).item() < 8.0 < split_surprise_wide(hist).item() < 100.0
-        True
-    """
-    _, _, high = _otsu_within(histogram)
-    p = histogram / histogram.sum().clamp_min(1e-12)
-    edges = _bin_edges(p)
-    centres = (edges[:-1] + edges[1:]) / 2
-    p1 = p.cumsum(0)
-    m1 = (p * centres).cumsum(0)
-    between = (m1[-1] * p1 - m1).square() / (p1 * (1 - p1)).clamp_min(1e-12)
-    between = torch.where((p1 > 1e-6) & (1 - p1 > 1e-6), between, -1.0)
-    return split_surprise(histogram, cap=torch.maximum(between.argmax(), high - 1))
-
