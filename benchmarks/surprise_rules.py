@@ -61,8 +61,29 @@ def _score(read: torch.Tensor, event: torch.Tensor) -> tuple[float, float]:
     return scores["f1"], float(read[:, 1:].float().mean())
 
 
-RULES = (("split", 0.1), ("split3", 0.1), ("max", 0.05), ("max", 0.1), ("max", 0.2))
-"""(surprise_reference, surprise_prominence) pairs scored by default."""
+def local_reads(surprise: torch.Tensor, ratio: float, rate: float = 0.3) -> torch.Tensor:
+    """READs ``[N, T]`` of a criterion with no global scale: step ``t`` READs where
+    ``log(1 + surprise)`` exceeds a causal EMA (``rate``) of the window's earlier non-READ
+    steps by at least ``ratio``; step 0 structural, step 1 starts the EMA.
+
+    Example:
+        >>> local_reads(torch.tensor([[9.0, 1.0, 1.2, 30.0, 1.1]]), ratio=1.5).int().tolist()
+        [[1, 0, 0, 1, 0]]
+    """
+    logs = surprise.clamp_min(0).log1p()
+    reads = torch.zeros(surprise.shape, dtype=torch.bool)
+    reads[:, 0] = True
+    baseline = logs[:, 1].clone()
+    for t in range(2, surprise.shape[1]):
+        reads[:, t] = logs[:, t] - baseline >= ratio
+        baseline = torch.where(reads[:, t], baseline, (1 - rate) * baseline + rate * logs[:, t])
+    return reads
+
+
+RULES = (("split", 0.1), ("split3", 0.1), ("max", 0.05), ("max", 0.1), ("max", 0.2),
+         ("local", 0.5), ("local", 1.0), ("local", 1.5), ("local", 2.0))
+"""(surprise_reference, surprise_prominence) pairs scored by default; ``("local", ratio)``
+is :func:`local_reads` (no histogram)."""
 
 
 def score_record(record: dict, rules=RULES) -> list[dict]:
@@ -76,6 +97,10 @@ def score_record(record: dict, rules=RULES) -> list[dict]:
     rows = [{"rule": "as trained", "f1": f1, "read_rate": rate}]
     histogram = torch.tensor(record["histogram_log1p"])
     for reference, prominence in rules:
+        if reference == "local":
+            f1, rate = _score(local_reads(surprise, prominence), event)
+            rows.append({"rule": f"local, ratio {prominence}", "f1": f1, "read_rate": rate})
+            continue
         policy = SegmentPolicy(kind="surprise", surprise_reference=reference,
                                surprise_prominence=prominence)
         policy.load_histogram(histogram)
