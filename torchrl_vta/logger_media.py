@@ -4,28 +4,25 @@ The recipe writes every open-loop strip (PNG) and evaluation episode (GIF) into 
 directory; these functions also send them to the ``torchrl.record`` logger:
 
 =================  ====================================================================
-TensorBoard        strips with ``SummaryWriter.add_image``, episodes with
-                   ``Logger.log_video`` (needs ``moviepy``, in the ``tensorboard`` extra)
-wandb              strips as ``wandb.Image`` through ``Logger.log_metrics``, episodes with
-                   ``Logger.log_video`` (needs ``moviepy``, in the ``wandb`` extra)
+TensorBoard        strips with ``SummaryWriter.add_image``; episodes as animated GIFs in
+                   an image summary (the Images tab plays them)
+wandb              strips as ``wandb.Image``, episodes as ``wandb.Video`` of GIF bytes,
+                   through ``Logger.log_metrics``
 CSV, none          nothing: the files in the run directory are the record
 =================  ====================================================================
 
-A logger that cannot take a video (``moviepy`` missing) warns once, naming the fix, and
-the run goes on.
+Episodes are encoded here (:func:`~torchrl_vta.viz.gif_bytes`, imageio), not with
+``Logger.log_video``: TensorBoard's and wandb's video encoders need ``moviepy``, and
+TensorBoard's needs its 1.x API (``moviepy.editor``), which current moviepy no longer has.
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import torch
 
 __all__ = ["log_image", "log_video"]
 
-_log = logging.getLogger(__name__)
-_warned: set[str] = set()
 
 
 def _kind(logger) -> str | None:
@@ -60,8 +57,8 @@ def log_image(logger, name: str, image: np.ndarray, step: int) -> bool:
 
 
 def log_video(logger, name: str, frames: torch.Tensor, step: int, *, fps: int = 15) -> bool:
-    """Send ``frames`` ``[T, C, H, W]`` (uint8, or float in [0, 1]) to ``logger`` as a
-    video at ``step``; ``False`` where the backend keeps no videos or cannot encode them.
+    """Send ``frames`` ``[T, C, H, W]`` (uint8, or float in [0, 1]) to ``logger`` as an
+    animated GIF at ``step``; ``False`` where the backend keeps no videos (CSV, ``None``).
 
     Examples:
         >>> import tempfile
@@ -73,19 +70,21 @@ def log_video(logger, name: str, frames: torch.Tensor, step: int, *, fps: int = 
     kind = _kind(logger)
     if kind is None:
         return False
-    try:
-        import moviepy  # noqa: F401  (both backends encode videos with it)
-    except ImportError:
-        if kind not in _warned:
-            _warned.add(kind)
-            _log.warning("logger.backend=%s cannot take the evaluation videos without moviepy: "
-                         'pip install "torchrl_vta[%s]" (the GIFs are still in videos/).',
-                         kind, kind)
-        return False
-    frames = frames.detach().cpu()
-    if frames.is_floating_point():
-        frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
-    if frames.shape[-3] == 1:
-        frames = frames.expand(*frames.shape[:-3], 3, *frames.shape[-2:])
-    logger.log_video(name, frames.unsqueeze(0).contiguous(), step=step, fps=fps)
+    from torchrl_vta.viz import gif_bytes
+
+    encoded = gif_bytes(frames, fps=fps, scale=1)
+    if kind == "tensorboard":
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        height, width = frames.shape[-2:]
+        image = Summary.Image(height=height, width=width, colorspace=3,
+                              encoded_image_string=encoded)
+        summary = Summary(value=[Summary.Value(tag=name, image=image)])
+        logger.experiment._get_file_writer().add_summary(summary, step)
+        return True
+    import io
+
+    import wandb
+
+    logger.log_metrics({name: wandb.Video(io.BytesIO(encoded), format="gif")}, step=step)
     return True

@@ -25,6 +25,7 @@ __all__ = [
     "READ_COLOUR",
     "SCORE_COLOUR",
     "boundary_strip",
+    "gif_bytes",
     "plot_learning_curves",
     "read_scalar_log",
     "save_gif",
@@ -220,13 +221,24 @@ def save_gif(path: str | Path, frames: torch.Tensor, *, fps: int = 15, scale: in
         >>> len(_imageio().mimread(path))
         3
     """
-    imageio = _imageio()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gif_bytes(frames, fps=fps, scale=scale))
+    return path
+
+
+def gif_bytes(frames: torch.Tensor, *, fps: int = 15, scale: int = 2) -> bytes:
+    """Frames ``[T, C, H, W]`` (uint8, or float in [0, 1]) encoded as an animated GIF,
+    upscaled ``scale`` times (needs ``imageio``).
+
+    Examples:
+        >>> gif_bytes(torch.rand(3, 3, 4, 4))[:6]
+        b'GIF89a'
+    """
     array = to_uint8_frames(frames)
     array = np.repeat(np.repeat(array, scale, 1), scale, 2)
-    imageio.mimsave(path, list(array), duration=1000 / fps, loop=0)
-    return path
+    return _imageio().mimwrite("<bytes>", list(array), format="GIF", duration=1000 / fps,
+                               loop=0)
 
 
 def _optional_import(module: str, purpose: str, extra: str):
