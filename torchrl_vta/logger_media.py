@@ -24,10 +24,14 @@ import torch
 __all__ = ["log_image", "log_video"]
 
 
-
 def _kind(logger) -> str | None:
-    name = type(logger).__name__
-    return {"TensorboardLogger": "tensorboard", "WandbLogger": "wandb"}.get(name)
+    # TorchRL's logger classes (subclasses too); importing them loads neither backend.
+    from torchrl.record.loggers.tensorboard import TensorboardLogger
+    from torchrl.record.loggers.wandb import WandbLogger
+
+    if isinstance(logger, TensorboardLogger):
+        return "tensorboard"
+    return "wandb" if isinstance(logger, WandbLogger) else None
 
 
 def log_image(logger, name: str, image: np.ndarray, step: int) -> bool:
@@ -80,6 +84,8 @@ def log_video(logger, name: str, frames: torch.Tensor, step: int, *, fps: int = 
         image = Summary.Image(height=height, width=width, colorspace=3,
                               encoded_image_string=encoded)
         summary = Summary(value=[Summary.Value(tag=name, image=image)])
+        # SummaryWriter.add_video would re-encode with moviepy; its file writer takes the
+        # summary as add_video itself hands it over.
         logger.experiment._get_file_writer().add_summary(summary, step)
         return True
     import io

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -69,8 +70,9 @@ _DATASETS: dict[str, tuple[Callable[..., TensorDictBase], dict]] = {}
 
 def register_dataset(name: str, generator: Callable[..., TensorDictBase], *,
                      overwrite: bool = False) -> None:
-    """Register a world so that :func:`generate_dataset`, :func:`load_or_generate` and
-    ``examples/vta_video.py dataset.name=<name>`` produce it.
+    """Register a world so that :func:`generate_dataset`, :func:`load_or_generate` and the
+    video experiments of :mod:`torchrl_vta.video` (``dataset.name``) produce it, in the
+    process that registered it.
 
     ``generator(num_sequences, seq_len, *, seed, image_size, **options)`` returns a
     TensorDict ``[N, T]`` with at least ``pixels`` ``[N, T, 3, H, W]`` uint8 and ``event``
@@ -179,8 +181,9 @@ def _check_generated(world: str, data, config: dict) -> None:
                              f"got {got}")
 
 
-def _by_chunks(make_chunk, num_sequences: int, seq_len: int, seed: int, image_size: int,
-               options: dict) -> TensorDict:
+def _by_chunks(make_chunk, num_sequences: int, seq_len: int, *, seed: int, image_size: int,
+               **options) -> TensorDict:
+    # A built-in world's generator: its simulator in chunks of _CHUNK sequences.
     config = {"num_sequences": num_sequences, "seq_len": seq_len, "seed": seed,
               "image_size": image_size, "options": options}
     chunks = []
@@ -190,14 +193,6 @@ def _by_chunks(make_chunk, num_sequences: int, seq_len: int, seed: int, image_si
     data = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
     return TensorDict({key: torch.from_numpy(value) for key, value in data.items()},
                       batch_size=[num_sequences, seq_len])
-
-
-def _generate_balls(num_sequences, seq_len, *, seed, image_size, **options) -> TensorDict:
-    return _by_chunks(_balls_chunk, num_sequences, seq_len, seed, image_size, options)
-
-
-def _generate_maze(num_sequences, seq_len, *, seed, image_size, **options) -> TensorDict:
-    return _by_chunks(_maze_chunk, num_sequences, seq_len, seed, image_size, options)
 
 
 def _balls_chunk(rows: range, config: dict, rng: np.random.Generator) -> dict:
@@ -296,9 +291,9 @@ def _load_checked(path: Path, config: dict) -> TensorDictBase:
 
 
 # Datasets are action-free videos, so the balls world's control options do not apply.
-_DATASETS["balls"] = (_generate_balls, _keyword_defaults(
+_DATASETS["balls"] = (partial(_by_chunks, _balls_chunk), _keyword_defaults(
     BallsWorld.__init__, {"image_size", "seed", "controlled", "push"}))
-_DATASETS["maze"] = (_generate_maze, {
+_DATASETS["maze"] = (partial(_by_chunks, _maze_chunk), {
     "maze_size": inspect.signature(make_maze).parameters["maze_size"].default,
     **_keyword_defaults(make_maze, {"seed"}),
     **_keyword_defaults(MazeWorld.__init__, {"image_size", "seed"}),

@@ -59,9 +59,10 @@ class TwoHotHead(nn.Module):
     ):
         super().__init__()
         self.in_features = _positive_int("in_features", in_features)
-        self.layers, self.units, self.num_bins = layers, units, num_bins
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}.")
+        # Recorded so a head of the same shape can be built (the intrinsic critic).
+        self.layers, self.units, self.num_bins = layers, units, num_bins
         self.mlp = DreamerV3MLP(
             self.in_features,
             num_bins,

@@ -62,6 +62,14 @@ class RSSMStep(NamedTuple):
     predicted from the previous observation-level feature; ``obs_surprise``
     ``[*B, 1]`` is the observation level's surprise (nats) on the continued
     belief, computed when the boundary kind uses it.
+
+    Example:
+        >>> from torchrl_vta.modules.rssm import HierarchicalRSSM
+        >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
+        ...                         boundary_proj_dim=4, boundary_hidden=8)
+        >>> _, step = rssm.img_step(rssm.initial_state([3]), torch.zeros(3, 2))
+        >>> step.boundary.shape, step.posterior_stats is None
+        (torch.Size([3, 1]), True)
     """
 
     prior_stats: torch.Tensor

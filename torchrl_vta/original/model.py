@@ -84,6 +84,11 @@ class VTAOutput(NamedTuple):
             (context frames, the first modelled frame, posterior limits if enabled).
         modelled: bool ``[*B, T, 1]``, the modelled (reconstructed) steps.
         boundary_scored: bool ``[*B, T, 1]``, steps whose boundary the prior scores.
+
+    Example:
+        >>> out = OriginalVTA(belief_size=8, feat_size=8, state_size=2)(torch.zeros(1, 6, 3, 32, 32), init_size=1)
+        >>> out.boundary.shape, int(out.modelled.sum())
+        (torch.Size([1, 6, 1]), 4)
     """
 
     reconstruction: torch.Tensor
@@ -110,6 +115,11 @@ class VTAGeneration(NamedTuple):
     Attributes:
         frames: generated frames ``[*B, steps, C, 32, 32]`` in ``[-1, 1]``.
         boundary: READ indicator ``[*B, steps, 1]`` (all ones in ``"jumpy"`` mode).
+
+    Example:
+        >>> model = OriginalVTA(belief_size=8, feat_size=8, state_size=2).eval()
+        >>> model.generate(torch.zeros(1, 3, 3, 32, 32), 4, mode="jumpy").boundary.sum().item()
+        4.0
     """
 
     frames: torch.Tensor

@@ -27,7 +27,7 @@ from torchrl_vta.video.evaluation import boundary_report, evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
 from torchrl_vta.video.run import run_video_experiment
 from torchrl_vta.video.training import train_video_model
-from torchrl_vta.video.variants import AgentVariant, Inference, OriginalVariant, make_variant, parameters
+from torchrl_vta.video.variants import AgentVariant, Inference, OriginalVariant, make_variant
 
 __all__ = [
     "AgentModelConfig",
@@ -45,7 +45,6 @@ __all__ = [
     "evaluate_video_model",
     "load_data",
     "make_variant",
-    "parameters",
     "run_video_experiment",
     "save_boundary_strip",
     "save_generation",

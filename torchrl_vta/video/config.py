@@ -173,7 +173,12 @@ MODEL_SCHEMAS = {"original": OriginalModelConfig, "agent": AgentModelConfig}
 
 @dataclass
 class OptimConfig:
-    """``optim``: Adam settings."""
+    """``optim``: Adam settings.
+
+    Example:
+        >>> OptimConfig(lr=1e-3).amsgrad
+        True
+    """
 
     lr: float = 5e-4
     amsgrad: bool = True
@@ -186,7 +191,12 @@ class OptimConfig:
 
 @dataclass
 class TemperatureConfig:
-    """``temperature``: arguments of :class:`TemperatureSchedule`."""
+    """``temperature``: arguments of :class:`TemperatureSchedule`.
+
+    Example:
+        >>> TemperatureConfig(final=0.5).initial
+        1.0
+    """
 
     initial: float = 1.0
     final: float = 0.1
@@ -199,7 +209,12 @@ class TemperatureConfig:
 
 @dataclass
 class EvalConfig:
-    """``eval``: evaluation and image sizes."""
+    """``eval``: evaluation and image sizes.
+
+    Example:
+        >>> EvalConfig().tolerances
+        [0, 1, 2]
+    """
 
     batch_size: int = 32
     tolerances: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -219,7 +234,12 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    """Top-level options (see ``configs/video/vta_video.yaml``)."""
+    """Top-level options (see ``configs/video/vta_video.yaml``).
+
+    Example:
+        >>> RunConfig(steps=0).batch_size
+        16
+    """
 
     seed: int = 0
     device: str = "auto"
@@ -245,7 +265,12 @@ class RunConfig:
 
 @dataclass
 class VideoConfig:
-    """The validated configuration: one typed object per section."""
+    """The validated configuration: one typed object per section.
+
+    Example:
+        >>> validate_config({"model": {"name": "original", "seq_size": 10}}).window
+        20
+    """
 
     run: RunConfig
     dataset: DatasetConfig

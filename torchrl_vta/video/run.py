@@ -16,7 +16,7 @@ from torchrl_vta.video.data import load_data
 from torchrl_vta.video.evaluation import evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
 from torchrl_vta.video.training import train_video_model
-from torchrl_vta.video.variants import make_variant, parameters
+from torchrl_vta.video.variants import make_variant
 
 __all__ = ["run_video_experiment"]
 
@@ -58,7 +58,7 @@ def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
              config.dataset.seq_len, event_rate, device)
     variant = make_variant(config, device)
     log.info("%s model: %d parameters", config.model.name,
-             sum(p.numel() for p in parameters(variant)))
+             sum(p.numel() for p in variant.loss.parameters()))
     if config.run.init_from is not None:
         # Same model options as the run that saved it; steps=0 only re-evaluates.
         variant.loss.load_state_dict(torch.load(config.run.init_from, map_location=device))

@@ -11,7 +11,6 @@ import torch
 
 from torchrl_vta.modules.boundary_ops import TemperatureSchedule
 from torchrl_vta.video.config import VideoConfig
-from torchrl_vta.video.variants import parameters
 
 __all__ = ["train_video_model"]
 
@@ -34,7 +33,7 @@ def train_video_model(variant, pixels: torch.Tensor, config: VideoConfig, device
         2
     """
     run = config.run
-    trained = parameters(variant)
+    trained = list(variant.loss.parameters())  # the loss module holds the model
     optimizer = torch.optim.Adam(trained, lr=config.optim.lr, amsgrad=config.optim.amsgrad)
     variant.policy.schedule = TemperatureSchedule(**asdict(config.temperature))
     generator = torch.Generator().manual_seed(run.seed)

@@ -34,14 +34,22 @@ from torchrl_vta.video.config import (
     VideoConfig,
 )
 
-__all__ = ["AgentVariant", "Inference", "OriginalVariant", "make_variant", "parameters"]
+__all__ = ["AgentVariant", "Inference", "OriginalVariant", "make_variant"]
 
 
 class Inference(NamedTuple):
     """Posterior boundaries of windows ``[N, T]``, the reconstructions ``[N, T, 3, H, W]``
     (uint8; black on the original model's context frames) and the per-step ``surprise``
     ``[N, T]``: the information the posterior takes in at each step,
-    ``KL(q(s) || p(s)) + READ * KL(q(z) || p(z))`` in nats."""
+    ``KL(q(s) || p(s)) + READ * KL(q(z) || p(z))`` in nats.
+
+    Example:
+        >>> from torchrl_vta.video import validate_config
+        >>> variant = make_variant(validate_config({"model": {"name": "original", "size": "tiny"}}))
+        >>> inference = variant.boundaries(torch.zeros(1, 30, 3, 32, 32, dtype=torch.uint8), False)
+        >>> inference.read.shape, inference.reconstruction.dtype
+        (torch.Size([1, 30]), torch.uint8)
+    """
 
     read: torch.Tensor
     prob: torch.Tensor
@@ -97,6 +105,11 @@ class OriginalVariant:
         return postprocess_pixels(out.frames), out.boundary[..., 0].bool()
 
 
+def _uint8(frames: torch.Tensor) -> torch.Tensor:
+    # The agent decoder's [0, 1] frames as the uint8 frames every picture and metric takes.
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 class AgentVariant:
     """The agent world model (action-free) behind the same interface.
 
@@ -145,7 +158,7 @@ class AgentVariant:
     def boundaries(self, pixels: torch.Tensor, forcing: bool):
         with self.policy.limits("both" if forcing else "off"):
             td = self.world_model(self._tensordict(pixels))
-        reconstruction = (td["next", "reco_pixels"].clamp(0, 1) * 255).round().to(torch.uint8)
+        reconstruction = _uint8(td["next", "reco_pixels"])
         read = td["next", "boundary"][..., 0]
         if self.policy.kind == "surprise":
             # The criterion's score is the normalised surprise (its logits are hard).
@@ -167,7 +180,7 @@ class AgentVariant:
         no_action = embed.new_zeros(batch, length, 0)
         out = self.rssm.generate(embed, no_action, embed.new_zeros(batch, steps, 0), mode=mode)
         frames = self.world_model.decoder(out["obs_feature"])[0]
-        return (frames.clamp(0, 1) * 255).round().to(torch.uint8), out["boundary"][..., 0].bool()
+        return _uint8(frames), out["boundary"][..., 0].bool()
 
 
 def make_variant(config: VideoConfig, device: torch.device | str = "cpu"):
@@ -187,17 +200,5 @@ def make_variant(config: VideoConfig, device: torch.device | str = "cpu"):
     if config.model.name == "original":
         return OriginalVariant(config.model, device)
     return AgentVariant(config.model, config.dataset.image_size, device)
-
-
-def parameters(variant) -> list[torch.nn.Parameter]:
-    """Every trained parameter of a variant (its loss module holds the model).
-
-    Example:
-        >>> from torchrl_vta.video import validate_config
-        >>> variant = make_variant(validate_config({"model": {"name": "original", "size": "tiny"}}))
-        >>> sum(p.numel() for p in parameters(variant)) > 0
-        True
-    """
-    return list(variant.loss.parameters())
 
 
