@@ -290,8 +290,9 @@ def test_generation_modes(mode):
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="levels"):
-        tiny_rssm(levels=3)
+    for levels in (0, 2.0, True):
+        with pytest.raises(ValueError, match="levels"):
+            tiny_rssm(levels=levels)
     with pytest.raises(ValueError, match="limit_mode"):
         tiny_rssm(limit_mode="sometimes")
     with pytest.raises(ValueError, match="max_seg_len"):
@@ -301,8 +302,10 @@ def test_bad_arguments_raise():
     rssm = tiny_rssm()
     with pytest.raises(ValueError, match="action batch/time shape"):
         rssm.observe(torch.randn(2, 5, EMBED), torch.randn(2, 4, ACTION))
-    with pytest.raises(ValueError, match="levels=2"):
+    with pytest.raises(ValueError, match="levels >= 2"):
         tiny_rssm(levels=1).jumpy_step(tiny_rssm(levels=1).initial_state((2,)))
+    with pytest.raises(ValueError, match="level=3"):
+        tiny_rssm(levels=3).jumpy_step(tiny_rssm(levels=3).initial_state((2,)), level=3)
 
 
 def test_acting_policy_runs_in_a_torchrl_env_with_the_primer():

@@ -40,7 +40,10 @@ def validate_recipe(cfg: RecipeConfig) -> None:
     one_of("env.name", cfg.env.name, registered_envs())
     _check_env_options(cfg)
     one_of("model.preset", cfg.model.preset, PRESETS)
-    one_of("model.levels", cfg.model.levels, (1, 2))
+    levels = cfg.model.levels
+    if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+        raise ValueError(f"model.levels={levels!r} must be an int >= 1 (1: flat RSSM, 2: VTA, "
+                         "3+: more abstract levels).")
     _check_model_options(cfg)
     one_of("optim.kind", cfg.optim.kind, OPTIMIZERS)
     one_of("replay.storage", cfg.replay.storage, STORAGES)

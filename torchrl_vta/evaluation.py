@@ -159,7 +159,7 @@ def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_k
     finally:
         agent.train(was_training)
     read = forced = None
-    if rssm.levels == 2:
+    if rssm.levels >= 2:
         read = torch.cat([observed["boundary"], future["boundary"]], 1)[0]
         forced = torch.cat([observed["boundary_forced"], future["boundary_forced"]], 1)[0]
     events = data.get(("next", "event"), None)

@@ -33,6 +33,13 @@ Reward. +1 on every step in which ball 0 hits the right wall, else 0 (computed i
 modes; only meaningful when ``controlled=True``). Episodes never terminate; the time limit
 is :class:`~torchrl.envs.StepCounter`'s ``max_steps``.
 
+Scenes (nested events). With ``scene_every=k`` the background is a dark scene colour
+(:data:`~torchrl_vta.envs.scenes.SCENE_PALETTE`, drawn at reset) that switches on every
+``k``-th colour-change event since the last switch (``scene_jitter=j``: every ``k - j`` to
+``k + j`` events), in that event's frame; ``scene_event[t]`` marks the switches, a subset of
+``event`` (see :mod:`torchrl_vta.envs.scenes`). ``scene_every=None`` (default): black
+background, no ``scene_event`` key, the same frames as a world without the option.
+
 Defaults (3 balls, radius 0.08, speed 0.03 box widths per frame) give one colour-change
 event every ~7 frames on average.
 """
@@ -44,6 +51,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import Compose, EnvBase, InitTracker, StepCounter, TransformedEnv
+
+from torchrl_vta.envs.scenes import SceneSchedule, check_scene_options
 
 __all__ = ["PALETTE", "BallsWorld", "BallsEnv", "make_balls_env"]
 
@@ -120,6 +129,8 @@ class BallsWorld:
         audio_dim: samples of collision sound per frame (0: no sound).
         controlled: whether actions push ball 0.
         push: velocity added by one push action.
+        scene_every: colour-change events per scene (``None``: no scenes, black background).
+        scene_jitter: the events per scene vary uniformly by up to this many.
         seed: anything :func:`numpy.random.default_rng` accepts, or a Generator.
 
     Example:
@@ -130,6 +141,8 @@ class BallsWorld:
         >>> obs = world.step()
         >>> sorted(obs)
         ['audio', 'event', 'pixels', 'reward']
+        >>> sorted(BallsWorld(1, image_size=32, scene_every=3, seed=0).reset())
+        ['audio', 'event', 'pixels', 'reward', 'scene_event']
     """
 
     def __init__(
@@ -145,9 +158,12 @@ class BallsWorld:
         audio_dim: int = 64,
         controlled: bool = False,
         push: float = 0.01,
+        scene_every: int | None = None,
+        scene_jitter: int = 0,
         seed=None,
     ) -> None:
         _check_options(image_size, num_balls, radius, speed, random_change_prob, audio_dim, push)
+        check_scene_options(scene_every, scene_jitter)
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = int(batch_size)
@@ -160,6 +176,7 @@ class BallsWorld:
         self.audio_dim = int(audio_dim)
         self.controlled = bool(controlled)
         self.push = float(push)
+        self.scenes = None if scene_every is None else SceneSchedule(scene_every, scene_jitter)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         centres = (np.arange(self.image_size) + 0.5) / self.image_size
         self._grid_x = centres[None, None, :]
@@ -199,8 +216,10 @@ class BallsWorld:
         self.velocity = self.speed * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
         order = np.argsort(self.rng.random((self.batch_size, len(PALETTE))), axis=1)
         self.colour = order[:, : self.num_balls]
+        if self.scenes is not None:
+            self.scenes.reset(self.batch_size, self.rng)
         zeros = np.zeros(self.batch_size, dtype=bool)
-        return self._observe(np.zeros((self.batch_size, 5)), zeros, np.zeros(self.batch_size, np.float32))
+        return self._observe(np.zeros((self.batch_size, 5)), zeros, np.zeros(self.batch_size, np.float32), zeros)
 
     def step(self, action: np.ndarray | None = None) -> dict:
         """Advances every world by one frame; ``action`` is an int array ``[B]`` (controlled only)."""
@@ -238,7 +257,9 @@ class BallsWorld:
         if self.random_change_prob > 0:
             change = change | (self.rng.random((self.batch_size, self.num_balls)) < self.random_change_prob)
         self._recolour(change)
-        return self._observe(hits, change.any(1), reward)
+        event = change.any(1)
+        scene_event = None if self.scenes is None else self.scenes.step(event, self.rng)
+        return self._observe(hits, event, reward, scene_event)
 
     def _collide_balls(self) -> np.ndarray:
         count = np.zeros(self.batch_size)
@@ -267,8 +288,10 @@ class BallsWorld:
             scores[forbidden] = -1.0
             self.colour[:, i] = np.where(change[:, i], scores.argmax(1), self.colour[:, i])
 
-    def _observe(self, hits: np.ndarray, event: np.ndarray, reward: np.ndarray) -> dict:
+    def _observe(self, hits: np.ndarray, event: np.ndarray, reward: np.ndarray, scene_event=None) -> dict:
         obs = {"pixels": self.render(), "event": event.copy(), "reward": reward}
+        if self.scenes is not None:
+            obs["scene_event"] = scene_event.copy()
         if self.audio_dim > 0:
             obs["audio"] = np.clip(hits @ self._bursts, -1.0, 1.0).astype(np.float32)
         return obs
@@ -277,6 +300,8 @@ class BallsWorld:
         """Current frames, ``uint8 [B, 3, H, W]``; later balls are drawn over earlier ones."""
         size = self.image_size
         frame = np.zeros((self.batch_size, 3, size, size), dtype=np.uint8)
+        if self.scenes is not None:
+            frame[:] = self.scenes.colour()[:, :, None, None]
         # The controlled ball goes last so its marker is never hidden.
         order = [*range(1, self.num_balls), 0] if self.controlled else range(self.num_balls)
         for i in order:
@@ -295,7 +320,8 @@ class BallsEnv(EnvBase):
     """TorchRL env around a single :class:`BallsWorld` (never terminates; add a time limit).
 
     Keys: ``pixels`` uint8 ``[3, H, W]``, ``audio`` float32 ``[audio_dim]`` (if ``audio_dim > 0``),
-    ``event`` bool ``[1]``, ``reward`` float32 ``[1]``, ``done``/``terminated`` bool ``[1]``;
+    ``event`` bool ``[1]``, ``scene_event`` bool ``[1]`` (if ``scene_every`` is set),
+    ``reward`` float32 ``[1]``, ``done``/``terminated`` bool ``[1]``;
     action: one-hot float32 ``[5]`` when ``controlled`` else ``[1]`` (no-op).
     Keyword arguments are those of :class:`BallsWorld` (without ``batch_size``) plus ``device``.
 
@@ -304,42 +330,21 @@ class BallsEnv(EnvBase):
         >>> td = env.rollout(3)
         >>> td["next", "pixels"].shape, td["next", "event"].dtype
         (torch.Size([3, 3, 32, 32]), torch.bool)
+        >>> BallsEnv(image_size=32, scene_every=2).observation_spec["scene_event"].shape
+        torch.Size([1])
     """
 
-    def __init__(
-        self,
-        *,
-        image_size: int = 64,
-        num_balls: int = 3,
-        radius: float = 0.08,
-        speed: float = 0.03,
-        random_change_prob: float = 0.0,
-        ball_collisions: bool = True,
-        audio_dim: int = 64,
-        controlled: bool = False,
-        push: float = 0.01,
-        seed=None,
-        device: torch.device | str = "cpu",
-    ) -> None:
+    def __init__(self, *, device: torch.device | str = "cpu", **world_options) -> None:
         super().__init__(device=device, batch_size=torch.Size([]))
-        self.world = BallsWorld(
-            1,
-            image_size=image_size,
-            num_balls=num_balls,
-            radius=radius,
-            speed=speed,
-            random_change_prob=random_change_prob,
-            ball_collisions=ball_collisions,
-            audio_dim=audio_dim,
-            controlled=controlled,
-            push=push,
-            seed=seed,
-        )
+        self.world = BallsWorld(1, **world_options)
+        size, audio_dim = self.world.image_size, self.world.audio_dim
         observation = Composite(
-            pixels=Bounded(0, 255, (3, image_size, image_size), dtype=torch.uint8, device=self.device),
+            pixels=Bounded(0, 255, (3, size, size), dtype=torch.uint8, device=self.device),
             event=Categorical(2, (1,), dtype=torch.bool, device=self.device),
             device=self.device,
         )
+        if self.world.scenes is not None:
+            observation["scene_event"] = Categorical(2, (1,), dtype=torch.bool, device=self.device)
         if audio_dim > 0:
             observation["audio"] = Bounded(-1.0, 1.0, (audio_dim,), dtype=torch.float32, device=self.device)
         self.observation_spec = observation
@@ -359,6 +364,8 @@ class BallsEnv(EnvBase):
         )
         if "audio" in obs:
             out["audio"] = torch.from_numpy(obs["audio"][0])
+        if "scene_event" in obs:
+            out["scene_event"] = torch.from_numpy(obs["scene_event"][:1])
         false = torch.zeros(1, dtype=torch.bool)
         out["done"] = false
         out["terminated"] = false.clone()
@@ -385,6 +392,8 @@ def make_balls_env(
     audio_dim: int = 64,
     controlled: bool = False,
     push: float = 0.01,
+    scene_every: int | None = None,
+    scene_jitter: int = 0,
     max_steps: int | None = 500,
     seed: int | None = None,
     device: torch.device | str = "cpu",
@@ -393,7 +402,7 @@ def make_balls_env(
 
     Args:
         image_size, num_balls, radius, speed, random_change_prob, ball_collisions, audio_dim,
-            controlled, push: see :class:`BallsWorld`.
+            controlled, push, scene_every, scene_jitter: see :class:`BallsWorld`.
         max_steps: episode length enforced by :class:`~torchrl.envs.StepCounter`
             (sets ``truncated``); ``None`` for endless episodes.
         seed: seed of the world's random generator (``None``: fresh entropy).
@@ -417,6 +426,8 @@ def make_balls_env(
         audio_dim=audio_dim,
         controlled=controlled,
         push=push,
+        scene_every=scene_every,
+        scene_jitter=scene_jitter,
         seed=seed,
         device=device,
     )

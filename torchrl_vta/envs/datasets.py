@@ -1,20 +1,24 @@
 """Offline video datasets with ground-truth events: the ``balls`` and ``maze`` worlds, and
-any world a user adds with :func:`register_dataset`.
+any world a user adds with :func:`register_dataset`. ``nested_balls`` is the balls world with
+two nested levels of events by default (``scene_every=3, scene_jitter=1``: a background
+scene that switches every 2 to 4 colour changes, see :mod:`torchrl_vta.envs.scenes`).
 
 :func:`generate_dataset` returns a :class:`~tensordict.TensorDict` of batch ``[N, T]``:
 
-========== ===================== ========================================================
-key        shape, dtype          meaning
-========== ===================== ========================================================
-pixels     [N, T, 3, H, W] uint8 frames, channels first
-event      [N, T, 1] bool        ground-truth event at frame t (see the world's module)
-audio      [N, T, D] float32     balls only (if ``audio_dim > 0``): collision sound
-action     [N, T, 3] float32     maze only: one-hot (forward, left, right) the scripted
-                                 agent took *after* seeing frame t, so
-                                 ``event[:, t + 1] == action[:, t] is a turn``
-position   [N, T, 2] float32     maze only: camera (x, y) in blocks
-heading    [N, T] int64          maze only: 0 east, 1 south, 2 west, 3 north
-========== ===================== ========================================================
+=========== ===================== ========================================================
+key         shape, dtype          meaning
+=========== ===================== ========================================================
+pixels      [N, T, 3, H, W] uint8 frames, channels first
+event       [N, T, 1] bool        ground-truth event at frame t (see the world's module)
+scene_event [N, T, 1] bool        balls worlds (if ``scene_every`` is set): the scene switched
+                                  at frame t, a subset of ``event``
+audio       [N, T, D] float32     balls only (if ``audio_dim > 0``): collision sound
+action      [N, T, 3] float32     maze only: one-hot (forward, left, right) the scripted
+                                  agent took *after* seeing frame t, so
+                                  ``event[:, t + 1] == action[:, t] is a turn``
+position    [N, T, 2] float32     maze only: camera (x, y) in blocks
+heading     [N, T] int64          maze only: 0 east, 1 south, 2 west, 3 north
+=========== ===================== ========================================================
 
 A registered dataset must hold at least ``pixels`` and ``event`` as above; it is checked
 (keys, shapes, dtypes) when generated, with an error naming the key. Sequences are
@@ -142,13 +146,14 @@ def generate_dataset(
     """Generates ``num_sequences`` videos of ``seq_len`` frames of a world (keys in the module docstring).
 
     Args:
-        world: ``"balls"``, ``"maze"`` or a name given to :func:`register_dataset`.
+        world: ``"balls"``, ``"nested_balls"``, ``"maze"`` or a name given to :func:`register_dataset`.
         num_sequences: number of sequences ``N``.
         seq_len: frames per sequence ``T``.
         seed: non-negative int; the output is a deterministic function of all arguments.
         image_size: frame side in pixels.
         **world_options: ``balls``: ``num_balls``, ``radius``, ``speed``, ``random_change_prob``,
-            ``ball_collisions``, ``audio_dim`` (see :class:`~torchrl_vta.envs.balls.BallsWorld`);
+            ``ball_collisions``, ``audio_dim``, ``scene_every``, ``scene_jitter`` (see
+            :class:`~torchrl_vta.envs.balls.BallsWorld`; ``nested_balls`` takes the same);
             ``maze``: ``maze_size``, ``loop_prob`` (see :func:`~torchrl_vta.envs.maze.make_maze`),
             ``steps_per_block``, ``fov`` (see :class:`~torchrl_vta.envs.maze.MazeWorld`).
 
@@ -156,6 +161,8 @@ def generate_dataset(
         >>> data = generate_dataset("maze", 2, 5, seed=0, maze_size=3)
         >>> data.batch_size, data["pixels"].shape
         (torch.Size([2, 5]), torch.Size([2, 5, 3, 32, 32]))
+        >>> generate_dataset("balls", 2, 5, seed=0, scene_every=3)["scene_event"].shape
+        torch.Size([2, 5, 1])
     """
     config = _resolve(world, num_sequences, seq_len, seed, image_size, world_options)
     generator = _DATASETS[world][0]
@@ -173,6 +180,8 @@ def _check_generated(world: str, data, config: dict) -> None:
         raise ValueError(f"dataset {world!r}: the generator must return a TensorDict of batch "
                          f"[num_sequences, seq_len] = [{n}, {t}], got {got}")
     expected = {"pixels": ((n, t, 3, size, size), torch.uint8), "event": ((n, t, 1), torch.bool)}
+    if "scene_event" in data.keys():
+        expected["scene_event"] = ((n, t, 1), torch.bool)
     for key, (shape, dtype) in expected.items():
         value = data.get(key, None)
         if value is None or tuple(value.shape) != shape or value.dtype != dtype:
@@ -205,6 +214,8 @@ def _balls_chunk(rows: range, config: dict, rng: np.random.Generator) -> dict:
     }
     if sim.audio_dim > 0:
         out["audio"] = np.stack([f["audio"] for f in frames], 1)
+    if sim.scenes is not None:
+        out["scene_event"] = np.stack([f["scene_event"] for f in frames], 1)[..., None]
     return out
 
 
@@ -283,6 +294,10 @@ def _load_checked(path: Path, config: dict) -> TensorDictBase:
     if not meta_file.exists():
         raise ValueError(f"path {str(path)!r} exists but holds no {_META_FILE}; choose another path")
     stored = json.loads(meta_file.read_text())
+    if isinstance(stored.get("options"), dict) and stored.get("world") in _DATASETS:
+        # An option added after the data were stored reads as its default, which reproduces
+        # the old data (e.g. scene_every=None), so older caches stay valid.
+        stored["options"] = {**_DATASETS[stored["world"]][1], **stored["options"]}
     differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
     if differ:
         details = {k: (stored.get(k), config.get(k)) for k in differ}
@@ -293,6 +308,7 @@ def _load_checked(path: Path, config: dict) -> TensorDictBase:
 # Datasets are action-free videos, so the balls world's control options do not apply.
 _DATASETS["balls"] = (partial(_by_chunks, _balls_chunk), _keyword_defaults(
     BallsWorld.__init__, {"image_size", "seed", "controlled", "push"}))
+_DATASETS["nested_balls"] = (_DATASETS["balls"][0], {**_DATASETS["balls"][1], "scene_every": 3, "scene_jitter": 1})
 _DATASETS["maze"] = (partial(_by_chunks, _maze_chunk), {
     "maze_size": inspect.signature(make_maze).parameters["maze_size"].default,
     **_keyword_defaults(make_maze, {"seed"}),

@@ -30,25 +30,15 @@ from torch import nn
 from torchrl_vta.distributed import gather_statistics
 from torchrl_vta.modules._layers import dense_block
 from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior
-from torchrl_vta.modules.boundary_ops import mix_on_read
 from torchrl_vta.modules.latent import make_latent
-from torchrl_vta.modules.rssm_state import RSSMState, RSSMStep, append_step
+from torchrl_vta.modules.rssm_levels import UpperLevel, abstract_levels
+from torchrl_vta.modules.rssm_state import RSSMState, append_step
+from torchrl_vta.modules.rssm_steps import StackSteps
 from torchrl_vta.modules.segment_policy import SegmentPolicy
 
 __all__ = ["HierarchicalRSSM"]
 
-def _where(mask: torch.Tensor, value: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, value, other)
-
-
-def _gru(cell: nn.GRUCell, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    # nn.GRUCell only takes [N, H]: fold every leading batch dimension into N.
-    batch = hidden.shape[:-1]
-    out = cell(inputs.reshape(-1, inputs.shape[-1]), hidden.reshape(-1, hidden.shape[-1]))
-    return out.reshape(*batch, out.shape[-1])
-
-
-class HierarchicalRSSM(nn.Module):
+class HierarchicalRSSM(StackSteps, nn.Module):
     """Tensor-level two-level RSSM with learned segment boundaries (VTA).
 
     Args:
@@ -143,10 +133,12 @@ class HierarchicalRSSM(nn.Module):
         surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
+        upper_max_seg_len: int | None = None,
+        upper_max_seg_num: int | None = None,
     ):
         super().__init__()
-        if levels not in (1, 2):
-            raise ValueError(f"levels={levels!r}: only 1 (flat) or 2 (hierarchical) is supported.")
+        if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+            raise ValueError(f"levels={levels!r}: must be an int >= 1 (1 is the flat RSSM).")
         if action_dim < 0 or embed_dim <= 0:
             raise ValueError(
                 f"action_dim must be >= 0 and embed_dim > 0, got {action_dim} and {embed_dim}."
@@ -154,7 +146,7 @@ class HierarchicalRSSM(nn.Module):
         self.levels = levels
         self.action_dim = action_dim
         self.embed_dim = embed_dim
-        self.segment_policy = SegmentPolicy(
+        policy_options = dict(
             kind=boundary_kind,
             max_seg_len=max_seg_len,
             max_seg_num=max_seg_num,
@@ -168,6 +160,7 @@ class HierarchicalRSSM(nn.Module):
             surprise_momentum=surprise_momentum,
             surprise_init_scale=surprise_init_scale,
         )
+        self.segment_policy = SegmentPolicy(**policy_options)
 
         def latent_kwargs(kind, stoch, grp, cls):
             if kind == "gaussian":
@@ -182,28 +175,34 @@ class HierarchicalRSSM(nn.Module):
         self.obs_posterior = make_latent(latent, belief_dim + embed_dim, **obs_kwargs)
         self.state_dim = self.obs_prior.stoch_dim
 
-        if levels == 2:
+        self.upper = nn.ModuleList()
+        if levels >= 2:
             abs_latent = abs_latent or latent
-            self.abs_belief_dim = abs_belief_dim or belief_dim
+            self.level_belief_dim = abs_belief_dim or belief_dim
             abs_kwargs = latent_kwargs(
                 abs_latent,
                 abs_stoch_dim or stoch_dim,
                 abs_groups or groups,
                 abs_classes or classes,
             )
-            self.abs_prior = make_latent(abs_latent, self.abs_belief_dim, **abs_kwargs)
+            self.abs_prior = make_latent(abs_latent, self.level_belief_dim, **abs_kwargs)
             self.abs_posterior = make_latent(
-                abs_latent, self.abs_belief_dim + embed_dim, **abs_kwargs
+                abs_latent, self.level_belief_dim + embed_dim, **abs_kwargs
             )
-            self.abs_state_dim = self.abs_prior.stoch_dim
-            abs_feature_dim = self.abs_belief_dim + self.abs_state_dim
+            self.level_state_dim = self.abs_prior.stoch_dim
+            level_feature_dim = self.level_belief_dim + self.level_state_dim
+            # Levels above the first continue their segment with the feature of the level
+            # above, as the observation level does with level 1.
+            above = level_feature_dim if levels >= 3 else 0
             # The action enters the abstract transition: a segment's abstract
             # state is chosen knowing the action that opened it.
-            self.abs_input = dense_block(self.abs_state_dim + action_dim, hidden, norm, act)
-            self.abs_cell = nn.GRUCell(hidden, self.abs_belief_dim)
+            self.abs_input = dense_block(
+                self.level_state_dim + action_dim + above, hidden, norm, act
+            )
+            self.abs_cell = nn.GRUCell(hidden, self.level_belief_dim)
             # READ restarts the observation belief from the abstract feature;
             # tanh keeps it in the GRU's range.
-            self.restart = nn.Sequential(nn.Linear(abs_feature_dim, belief_dim), nn.Tanh())
+            self.restart = nn.Sequential(nn.Linear(level_feature_dim, belief_dim), nn.Tanh())
             self.boundary_prior = BoundaryPrior(
                 belief_dim + self.state_dim,
                 hidden=boundary_hidden or hidden,
@@ -222,14 +221,34 @@ class HierarchicalRSSM(nn.Module):
                 act=act,
                 surprise_features=self.segment_policy.surprise_feature_dim,
             )
-            self.context_shape = (boundary_left, boundary_proj_dim)
+            for number in range(2, levels):
+                self.upper.append(UpperLevel(
+                    below_feature_dim=level_feature_dim,
+                    below_belief_dim=self.level_belief_dim,
+                    action_dim=action_dim,
+                    embed_dim=embed_dim,
+                    above_feature_dim=level_feature_dim if number < levels - 1 else 0,
+                    belief_dim=self.level_belief_dim,
+                    latent=abs_latent,
+                    latent_kwargs=abs_kwargs,
+                    hidden=hidden,
+                    norm=norm,
+                    act=act,
+                    boundary_kwargs=dict(left=boundary_left, proj_dim=boundary_proj_dim,
+                                         hidden=boundary_hidden or hidden,
+                                         layers=boundary_layers),
+                    policy=SegmentPolicy(**{**policy_options, "max_seg_len": upper_max_seg_len,
+                                            "max_seg_num": upper_max_seg_num}),
+                ))
+            self.context_shape = ((levels - 1) * boundary_left, boundary_proj_dim)
         else:
-            self.abs_belief_dim = 0
-            self.abs_state_dim = 0
-            abs_feature_dim = 0
+            self.level_belief_dim = self.level_state_dim = level_feature_dim = 0
             self.context_shape = (0, 0)
+        #: Sizes of the abstract part of the state: every abstract level, level 1 first.
+        self.abs_belief_dim = (levels - 1) * self.level_belief_dim
+        self.abs_state_dim = (levels - 1) * self.level_state_dim
         self.obs_input = dense_block(
-            self.state_dim + action_dim + abs_feature_dim, hidden, norm, act
+            self.state_dim + action_dim + level_feature_dim, hidden, norm, act
         )
         self.obs_cell = nn.GRUCell(hidden, belief_dim)
 
@@ -241,7 +260,10 @@ class HierarchicalRSSM(nn.Module):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
+        # One temperature for every level's boundaries (annealed together).
         self.segment_policy.temperature = value
+        for level in self.upper:
+            level.segment_policy.temperature = value
 
     @property
     def max_seg_len(self) -> int | None:
@@ -269,10 +291,12 @@ class HierarchicalRSSM(nn.Module):
     @limit_mode.setter
     def limit_mode(self, value: str) -> None:
         self.segment_policy.limit_mode = value
+        for level in self.upper:
+            level.segment_policy.limit_mode = value
 
     @property
     def _carries_surprise(self) -> bool:
-        return self.levels == 2 and self.segment_policy.uses_surprise
+        return self.levels >= 2 and self.segment_policy.uses_surprise
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -282,13 +306,29 @@ class HierarchicalRSSM(nn.Module):
 
     @property
     def abs_feature_dim(self) -> int:
-        """Size of the abstract feature ``[c, z]`` (0 when ``levels=1``)."""
+        """Size of the abstract feature ``[c_1..c_{L-1}, z_1..z_{L-1}]`` of every abstract
+        level (0 when ``levels=1``)."""
         return self.abs_belief_dim + self.abs_state_dim
 
     @property
     def feature_dim(self) -> int:
         """Size of the full feature ``[h, s, c, z]`` read by heads, actor and critic."""
         return self.obs_feature_dim + self.abs_feature_dim
+
+    def level_feature(self, state: RSSMState, level: int) -> torch.Tensor:
+        """Feature of one level: ``[h, s]`` for level 0, ``[c_j, z_j]`` for level ``j``.
+
+        Examples:
+            >>> rssm = HierarchicalRSSM(2, 16, levels=3, belief_dim=8, hidden=8, stoch_dim=4,
+            ...                         boundary_proj_dim=4, boundary_hidden=8)
+            >>> [rssm.level_feature(rssm.initial_state([2]), j).shape[-1] for j in range(3)]
+            [12, 12, 12]
+        """
+        if level == 0:
+            return self.obs_feature(state)
+        if not 1 <= level < self.levels:
+            raise ValueError(f"level={level!r}: levels are 0..{self.levels - 1}.")
+        return torch.cat(self.split_abstract(state)[level - 1], -1)
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample shape of each :class:`RSSMState` field."""
@@ -297,10 +337,10 @@ class HierarchicalRSSM(nn.Module):
             "state": (self.state_dim,),
             "abs_belief": (self.abs_belief_dim,),
             "abs_state": (self.abs_state_dim,),
-            "seg_len": (1,),
-            "seg_num": (1,),
+            "seg_len": (max(self.levels - 1, 1),),
+            "seg_num": (max(self.levels - 1, 1),),
             "boundary_context": self.context_shape,
-            "surprise": (1 if self._carries_surprise else 0,),
+            "surprise": (self.levels - 1 if self._carries_surprise else 0,),
         }
 
     # -------------------------------------------------------------- features
@@ -311,7 +351,7 @@ class HierarchicalRSSM(nn.Module):
 
     @staticmethod
     def abs_feature(state: RSSMState) -> torch.Tensor:
-        """Abstract feature ``[c, z]``."""
+        """Abstract feature ``[c, z]`` (every abstract level's beliefs, then their states)."""
         return torch.cat([state.abs_belief, state.abs_state], -1)
 
     @staticmethod
@@ -390,196 +430,6 @@ class HierarchicalRSSM(nn.Module):
         state.pop("_compiled_img_step", None)
         return state
 
-    @staticmethod
-    def _reset(prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None):
-        if reset is None:
-            return prev, action
-        reset = reset.reshape(*action.shape[:-1], 1)
-        prev = RSSMState(
-            *(
-                _where(reset.reshape(*reset.shape, *(1,) * (x.ndim - reset.ndim)), torch.zeros_like(x), x)
-                for x in prev
-            )
-        )
-        return prev, _where(reset, torch.zeros_like(action), action)
-
-    def _abstract_candidate(self, prev: RSSMState, action: torch.Tensor, embed: torch.Tensor | None):
-        """The abstract state a READ would take (posterior when ``embed`` is given)."""
-        deterministic = self._deterministic()
-        abs_hidden = self.abs_input(torch.cat([prev.abs_state, action], -1))
-        abs_belief = _gru(self.abs_cell, abs_hidden, prev.abs_belief)
-        abs_prior_stats = self.abs_prior(abs_belief)
-        abs_post_stats = None
-        if embed is None:
-            abs_state = self.abs_prior.sample(abs_prior_stats, deterministic)
-        else:
-            abs_post_stats = self.abs_posterior(torch.cat([abs_belief, embed], -1))
-            abs_state = self.abs_posterior.sample(abs_post_stats, deterministic)
-        return abs_belief, abs_state, abs_prior_stats, abs_post_stats
-
-    def _continued(self, prev: RSSMState, action: torch.Tensor) -> torch.Tensor:
-        """The observation belief a COPY would take (the current segment continues)."""
-        inputs = [prev.state, action]
-        if self.levels == 2:
-            inputs += [prev.abs_belief, prev.abs_state]
-        return _gru(self.obs_cell, self.obs_input(torch.cat(inputs, -1)), prev.belief)
-
-    def _commit(self, read, prev: RSSMState, candidate, continued):
-        """Beliefs and abstract state after the decision ``read`` (COPY: bit for bit)."""
-        abs_belief = mix_on_read(read, candidate[0], prev.abs_belief)
-        abs_state = mix_on_read(read, candidate[1], prev.abs_state)
-        belief = mix_on_read(read, self.restart(torch.cat([abs_belief, abs_state], -1)), continued)
-        return belief, abs_belief, abs_state
-
-    def _structural(self, action: torch.Tensor, reset: torch.Tensor | None, first: bool):
-        if first:
-            return torch.ones(action.shape[:-1], dtype=torch.bool, device=action.device)
-        return reset.reshape(action.shape[:-1]) if reset is not None else None
-
-    def obs_step(
-        self,
-        prev: RSSMState,
-        action: torch.Tensor,
-        embed: torch.Tensor,
-        reset: torch.Tensor | None = None,
-        *,
-        boundary_logits: torch.Tensor | None = None,
-        first: bool = False,
-    ) -> tuple[RSSMState, RSSMStep]:
-        """One filtering (posterior) step.
-
-        Args:
-            prev: state carried from the previous step.
-            action: ``[*B, action_dim]`` action applied in this transition.
-            embed: ``[*B, embed_dim]`` embedding of the observation reached.
-            reset: ``[*B]`` or ``[*B, 1]`` bool, True where an episode starts.
-            boundary_logits: precomputed posterior boundary logits ``[*B, 2]``
-                of the embedding window (needed for a non-causal posterior; a
-                causal one runs on ``prev.boundary_context``).
-            first: the first step of a sequence (READ everywhere).
-
-        With ``levels=2`` the step first continues the observation level
-        (the COPY candidate); the segment policy then decides from the
-        boundary posterior and, for the surprise kinds, from the surprise of
-        the continued belief; a READ restarts the observation level from the
-        new abstract feature.
-        """
-        prev, action = self._reset(prev, action, reset)
-        deterministic = self._deterministic()
-        continued = self._continued(prev, action)
-        if self.levels == 1:
-            belief = continued
-            prior_stats = self.obs_prior(belief)
-            post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
-            state = self.obs_posterior.sample(post_stats, deterministic)
-            new = self._next_state(prev, belief, state, prev.abs_belief, prev.abs_state, None,
-                                   prev.boundary_context, prev.surprise)
-            return new, RSSMStep(prior_stats, post_stats, None, None, None, None, None, None, None)
-
-        policy = self.segment_policy
-        structural = self._structural(action, reset, first)
-        candidate = self._abstract_candidate(prev, action, embed)
-        surprise = normalised = criterion = extra = None
-        carried = prev.surprise
-        if policy.uses_surprise:
-            with torch.no_grad():
-                surprise = self.obs_posterior.kl(
-                    self.obs_posterior(torch.cat([continued, embed], -1)),
-                    self.obs_prior(continued),
-                ).reshape(action.shape[:-1])
-            trough = prev.surprise.squeeze(-1)
-            criterion, normalised = policy.surprise_read(surprise, trough)
-            if structural is not None:
-                normalised = torch.where(structural, 0.0, normalised)
-            if policy.kind == "learned+surprise":
-                extra = policy.surprise_features(surprise, normalised, trough)
-        context = prev.boundary_context
-        if policy.kind == "surprise":
-            # The criterion decides alone: the learned detector is not run.
-            boundary_logits = continued.new_zeros(*action.shape[:-1], 2)
-        elif boundary_logits is None:
-            boundary_logits, context = self.boundary_posterior.step(embed, prev.boundary_context)
-        if extra is not None:
-            boundary_logits = boundary_logits + self.boundary_posterior.surprise_logits(extra)
-        counters = dict(seg_len=prev.seg_len.squeeze(-1), seg_num=prev.seg_num.squeeze(-1))
-        prior_b_logits = policy.force_prior_logits(
-            self.boundary_prior(self.obs_feature(prev)), **counters, structural=structural
-        )
-        decision = policy.decide(
-            boundary_logits,
-            role="posterior",
-            deterministic=deterministic,
-            structural=structural,
-            criterion_read=criterion if policy.kind == "surprise" else None,
-            **counters,
-        )
-        read = decision.read
-        if normalised is not None:
-            carried = policy.surprise_trough(normalised, read, trough, structural).unsqueeze(-1)
-        belief, abs_belief, abs_state = self._commit(read, prev, candidate, continued)
-        prior_stats = self.obs_prior(belief)
-        post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
-        state = self.obs_posterior.sample(post_stats, deterministic)
-        new = self._next_state(prev, belief, state, abs_belief, abs_state, read, context, carried)
-        return new, RSSMStep(
-            prior_stats,
-            post_stats,
-            candidate[2],
-            candidate[3],
-            read,
-            decision.logits,
-            prior_b_logits,
-            decision.log_sample,
-            decision.forced.unsqueeze(-1),
-            None if surprise is None else surprise.unsqueeze(-1),
-        )
-
-    def img_step(
-        self, prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None = None
-    ) -> tuple[RSSMState, RSSMStep]:
-        """One imagination (prior) step; the boundary comes from the boundary prior.
-
-        The segment limits apply unless ``limit_mode="off"``, counted from the
-        imagination start (see :meth:`imagination_start`).
-        """
-        prev, action = self._reset(prev, action, reset)
-        deterministic = self._deterministic()
-        continued = self._continued(prev, action)
-        if self.levels == 1:
-            belief = continued
-            prior_stats = self.obs_prior(belief)
-            state = self.obs_prior.sample(prior_stats, deterministic)
-            new = self._next_state(prev, belief, state, prev.abs_belief, prev.abs_state, None,
-                                   prev.boundary_context, prev.surprise)
-            return new, RSSMStep(prior_stats, None, None, None, None, None, None, None, None)
-
-        decision = self.segment_policy.decide(
-            self.boundary_prior(self.obs_feature(prev)),
-            role="imagine",
-            deterministic=deterministic,
-            seg_len=prev.seg_len.squeeze(-1),
-            seg_num=prev.seg_num.squeeze(-1),
-            structural=self._structural(action, reset, False),
-        )
-        read = decision.read
-        candidate = self._abstract_candidate(prev, action, None)
-        belief, abs_belief, abs_state = self._commit(read, prev, candidate, continued)
-        prior_stats = self.obs_prior(belief)
-        state = self.obs_prior.sample(prior_stats, deterministic)
-        new = self._next_state(prev, belief, state, abs_belief, abs_state, read,
-                               prev.boundary_context, prev.surprise)
-        return new, RSSMStep(
-            prior_stats,
-            None,
-            candidate[2],
-            None,
-            read,
-            decision.logits,
-            decision.logits,
-            decision.log_sample,
-            decision.forced.unsqueeze(-1),
-        )
-
     def imagination_start(self, state: RSSMState) -> RSSMState:
         """``state`` with its segment counters restarted: an imagined rollout is a new
         sequence for the segment limits, its start state the first step of its
@@ -597,37 +447,6 @@ class HierarchicalRSSM(nn.Module):
         return state._replace(
             seg_len=torch.ones_like(state.seg_len), seg_num=torch.ones_like(state.seg_num)
         )
-
-    def jumpy_step(
-        self, prev: RSSMState, action: torch.Tensor | None = None
-    ) -> tuple[RSSMState, RSSMStep]:
-        """Advance the abstract level by one segment (always READ).
-
-        The observation level restarts from the new abstract feature and takes
-        its prior sample, so the result can be decoded to the segment's first
-        frame. ``action`` defaults to zeros.
-        """
-        if self.levels != 2:
-            raise ValueError("jumpy generation needs levels=2 (there is no abstract level).")
-        if action is None:
-            action = prev.belief.new_zeros(*prev.belief.shape[:-1], self.action_dim)
-        read = torch.ones_like(prev.seg_len)
-        abs_belief, abs_state, abs_prior_stats, _ = self._abstract_candidate(prev, action, None)
-        belief = self.restart(torch.cat([abs_belief, abs_state], -1))
-        prior_stats = self.obs_prior(belief)
-        state = self.obs_prior.sample(prior_stats, self._deterministic())
-        new = self._next_state(prev, belief, state, abs_belief, abs_state, read,
-                               prev.boundary_context, prev.surprise)
-        return new, RSSMStep(prior_stats, None, abs_prior_stats, None, read, None, None, None, None)
-
-    def _next_state(
-        self, prev, belief, state, abs_belief, abs_state, read, context, surprise
-    ) -> RSSMState:
-        if read is None:
-            seg_len, seg_num = prev.seg_len + 1, prev.seg_num
-        else:
-            seg_len, seg_num = self.segment_policy.advance(read, prev.seg_len, prev.seg_num)
-        return RSSMState(belief, state, abs_belief, abs_state, seg_len, seg_num, context, surprise)
 
     # -------------------------------------------------------------- sequences
     def observe(
@@ -660,7 +479,7 @@ class HierarchicalRSSM(nn.Module):
             state = self.initial_state(batch, embed.device, embed.dtype)
         sequence_logits = None
         policy = self.segment_policy
-        learned = self.levels == 2 and policy.kind != "surprise"
+        learned = self.levels >= 2 and policy.kind != "surprise"
         if learned and (fresh or not self.boundary_posterior.causal):
             # One batched pass over the window instead of a step per frame; a
             # fresh start has the zero context forward() assumes.
@@ -679,23 +498,39 @@ class HierarchicalRSSM(nn.Module):
             )
             append_step(outputs, state, step)
         if sequence_logits is not None and self.boundary_posterior.causal:
+            # Level 1's rows of the context; the levels above stepped theirs.
+            context = self.boundary_posterior.final_context(embed, is_init)
+            rows = context.shape[-2]
             state = state._replace(
-                boundary_context=self.boundary_posterior.final_context(embed, is_init)
+                boundary_context=torch.cat([context, state.boundary_context[..., rows:, :]], -2)
             )
-        stacked = {key: torch.stack(value, -2) for key, value in outputs.items()}
+        # Time goes right after the batch dimensions (per-level entries have two more).
+        stacked = {key: torch.stack(value, len(batch)) for key, value in outputs.items()}
         if self.training and self._carries_surprise:
-            # After the whole sequence was decided, so its decisions used the scale
-            # from before it, exactly as the acting filter does.
-            surprise = stacked["obs_surprise"].squeeze(-1)
-            # Structural steps (sequence and episode starts) have no continued belief.
-            valid = torch.ones_like(surprise, dtype=torch.bool)
-            valid[..., 0] = False
-            if is_init is not None:
-                valid &= ~is_init
+            self._update_surprise_statistics(stacked, is_init)
+        return stacked, state
+
+    def _update_surprise_statistics(self, stacked: dict, is_init: torch.Tensor | None) -> None:
+        # After the whole sequence was decided, so its decisions used the scale from
+        # before it, exactly as the acting filter does. Structural steps (sequence and
+        # episode starts) have no continued belief.
+        surprise = stacked["obs_surprise"][..., 0]
+        structural = torch.zeros_like(surprise, dtype=torch.bool)
+        structural[..., 0] = True
+        if is_init is not None:
+            structural |= is_init
+        signals = [(self.segment_policy, surprise, ~structural)]
+        reads = [stacked["boundary"][..., 0]]
+        if self.levels >= 3:
+            reads += list(stacked["upper_boundary"].unbind(-1))
+        for index, level in enumerate(self.upper):
+            # Level j + 1's signal is level j's surprise, defined where level j READs.
+            signals.append((level.segment_policy, stacked["upper_surprise"][..., index],
+                            ~structural & (reads[index] > 0.5)))
+        for policy, values, valid in signals:
             # In a data-parallel learner, from every rank's batch (the same statistics
             # on every rank, as from the combined batch).
-            policy.update_statistics(gather_statistics(surprise), gather_statistics(valid))
-        return stacked, state
+            policy.update_statistics(gather_statistics(values), gather_statistics(valid))
 
     def imagine(
         self,
@@ -719,7 +554,8 @@ class HierarchicalRSSM(nn.Module):
             action = actions(self.feature(state)) if callable(actions) else actions[..., t, :]
             state, step = self.img_step_fn(state, action)
             append_step(outputs, state, step)
-        return {key: torch.stack(value, -2) for key, value in outputs.items()}, state
+        time = state.belief.ndim - 1
+        return {key: torch.stack(value, time) for key, value in outputs.items()}, state
 
     def generate(
         self,
@@ -729,13 +565,15 @@ class HierarchicalRSSM(nn.Module):
         *,
         mode: str = "full",
         is_init: torch.Tensor | None = None,
+        level: int = 1,
     ) -> dict[str, torch.Tensor]:
         """Open-loop generation after a context.
 
         Filters the context (``embed``/``action`` ``[*B, T, ...]``), then
-        rolls ``future_action [*B, H, A]``: ``mode="full"`` steps both levels
-        with prior boundaries; ``mode="jumpy"`` steps the abstract level only,
-        each output being the first frame of an imagined segment. Returns
+        rolls ``future_action [*B, H, A]``: ``mode="full"`` steps every level
+        with prior boundaries; ``mode="jumpy"`` steps abstract level ``level``
+        (levels ``1..level`` READ, those above COPY), each output being the
+        first frame of an imagined segment of that level. Returns
         stacked states with ``obs_feature`` ``[*B, H, obs_feature_dim]`` ready
         for a decoder.
         """
@@ -747,8 +585,9 @@ class HierarchicalRSSM(nn.Module):
         else:
             outputs: dict[str, list[torch.Tensor]] = {}
             for t in range(future_action.shape[-2]):
-                state, step = self.jumpy_step(state, future_action[..., t, :])
+                state, step = self.jumpy_step(state, future_action[..., t, :], level=level)
                 append_step(outputs, state, step)
-            out = {key: torch.stack(value, -2) for key, value in outputs.items()}
+            time = state.belief.ndim - 1
+            out = {key: torch.stack(value, time) for key, value in outputs.items()}
         out["obs_feature"] = torch.cat([out["belief"], out["state"]], -1)
         return out

@@ -27,11 +27,15 @@ __all__ = [
 class RSSMState(NamedTuple):
     """Recurrent state carried from one step to the next.
 
-    ``abs_*`` and ``boundary_context`` have a zero-sized last dimension when
-    ``levels=1``; ``surprise`` (the lowest normalised surprise since the last
-    READ, the trough the causal peak test of the segment policy measures a rise
-    from) has size 1 only when the boundary kind uses surprise. Segment counters
-    are float tensors of shape ``[*B, 1]``.
+    ``abs_belief`` / ``abs_state`` hold every abstract level, level 1 first
+    (``[c_1, ..., c_{L-1}]``, ``[z_1, ..., z_{L-1}]``; split them with
+    ``HierarchicalRSSM.split_abstract``); they and ``boundary_context`` (each
+    abstract level's rows, level 1 first) have a zero-sized last dimension when
+    ``levels=1``. ``surprise`` (per abstract level, the lowest normalised surprise
+    since its last READ, the trough the causal peak test of the segment policy
+    measures a rise from) has size ``L - 1`` only when the boundary kind uses
+    surprise. Segment counters are float tensors of shape ``[*B, max(L - 1, 1)]``
+    (one column per abstract level).
 
     Examples:
         >>> from torchrl_vta.modules.rssm import HierarchicalRSSM
@@ -63,6 +67,13 @@ class RSSMStep(NamedTuple):
     ``[*B, 1]`` is the observation level's surprise (nats) on the continued
     belief, computed when the boundary kind uses it.
 
+    With ``levels >= 3`` the ``upper_*`` fields report levels ``2..L-1`` in the same
+    way, stacked in their last dimension (before the two logits): ``upper_boundary``
+    ``[*B, L-2]``, ``upper_boundary_logits`` / ``upper_boundary_prior_logits``
+    ``[*B, L-2, 2]``, ``upper_boundary_forced`` ``[*B, L-2]`` (forced, or masked
+    because the level below COPYs), the latent statistics concatenated, and
+    ``upper_surprise`` (level ``j``'s surprise, the signal of level ``j + 1``).
+
     Example:
         >>> from torchrl_vta.modules.rssm import HierarchicalRSSM
         >>> rssm = HierarchicalRSSM(2, 16, belief_dim=8, hidden=8, stoch_dim=4,
@@ -82,6 +93,13 @@ class RSSMStep(NamedTuple):
     boundary_log_sample: torch.Tensor | None
     boundary_forced: torch.Tensor | None
     obs_surprise: torch.Tensor | None = None
+    upper_prior_stats: torch.Tensor | None = None
+    upper_posterior_stats: torch.Tensor | None = None
+    upper_boundary: torch.Tensor | None = None
+    upper_boundary_logits: torch.Tensor | None = None
+    upper_boundary_prior_logits: torch.Tensor | None = None
+    upper_boundary_forced: torch.Tensor | None = None
+    upper_surprise: torch.Tensor | None = None
 
 
 def append_step(outputs: dict[str, list[torch.Tensor]], state: RSSMState, step: RSSMStep) -> None:
@@ -133,9 +151,17 @@ _ROLLOUT_NAMES = (
     "boundary_forced",
     "surprise",
     "obs_surprise",
+    "upper_prior_stats",
+    "upper_posterior_stats",
+    "upper_boundary",
+    "upper_boundary_logits",
+    "upper_boundary_prior_logits",
+    "upper_boundary_forced",
+    "upper_surprise",
 )
 DEFAULT_ROLLOUT_KEYS: dict[str, NestedKey] = {name: ("next", name) for name in _ROLLOUT_NAMES}
 """Default output keys of :class:`HierarchicalRSSMRollout` (posterior of ``("next", obs)``)."""
 
 _FLAT_NAMES = {"belief", "state", "seg_len", "seg_num", "prior_stats", "posterior_stats"}
-_SURPRISE_NAMES = {"surprise", "obs_surprise"}
+_SURPRISE_NAMES = {"surprise", "obs_surprise", "upper_surprise"}
+_UPPER_NAMES = {name for name in _ROLLOUT_NAMES if name.startswith("upper_")}

@@ -18,6 +18,7 @@ from torchrl_vta.modules.rssm_state import (
     _FLAT_NAMES,
     _ROLLOUT_NAMES,
     _SURPRISE_NAMES,
+    _UPPER_NAMES,
     DEFAULT_ROLLOUT_KEYS,
     DEFAULT_STATE_KEYS,
     RSSMState,
@@ -29,9 +30,10 @@ __all__ = ["HierarchicalRSSMRollout", "HierarchicalStateEstimator", "PreviousAct
 def _rollout_names(rssm: HierarchicalRSSM) -> tuple[str, ...]:
     if rssm.levels == 1:
         return tuple(n for n in _ROLLOUT_NAMES if n in _FLAT_NAMES)
-    if rssm.segment_policy.uses_surprise:
-        return _ROLLOUT_NAMES
-    return tuple(n for n in _ROLLOUT_NAMES if n not in _SURPRISE_NAMES)
+    skip = set() if rssm.levels >= 3 else set(_UPPER_NAMES)
+    if not rssm.segment_policy.uses_surprise:
+        skip |= _SURPRISE_NAMES
+    return tuple(n for n in _ROLLOUT_NAMES if n not in skip)
 
 
 def _merge_keys(defaults: dict[str, NestedKey], overrides: dict[str, NestedKey] | None):
@@ -134,7 +136,7 @@ class HierarchicalStateEstimator(TensorDictModuleBase):
         out_state_keys: dict[str, NestedKey] | None = None,
     ):
         super().__init__()
-        if rssm.levels == 2 and not rssm.boundary_posterior.causal:
+        if rssm.levels >= 2 and not rssm.boundary_posterior.causal:
             raise ValueError(
                 "HierarchicalStateEstimator needs a causal boundary posterior "
                 "(boundary_right=0); a symmetric window sees future frames."
@@ -148,7 +150,7 @@ class HierarchicalStateEstimator(TensorDictModuleBase):
         self.out_state_keys = _merge_keys(self.state_keys, out_state_keys)
         self.in_keys = [embed_key, action_key, is_init_key, *self.state_keys.values()]
         self.out_keys = list(self.out_state_keys.values()) + (
-            [boundary_key] if rssm.levels == 2 else []
+            [boundary_key] if rssm.levels >= 2 else []
         )
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -326,11 +326,14 @@ class SegmentPolicy(nn.Module):
         structural: torch.Tensor | None = None,
         shape: torch.Size | None = None,
         device=None,
+        allowed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(force_read, force_copy)`` bool masks for one step.
 
         Counters ``[...]`` are those carried *into* the step; ``structural`` (bool ``[...]``)
-        READs win over everything. Without counters no limit applies.
+        READs win over everything. Without counters no limit applies. ``allowed`` (bool
+        ``[...]``, a level above the first: where the level below READs) forces COPY
+        elsewhere, so a higher segment always starts at a lower boundary.
 
         Examples:
             >>> policy = SegmentPolicy(max_seg_len=3, max_seg_num=2)
@@ -353,6 +356,10 @@ class SegmentPolicy(nn.Module):
             structural = structural.reshape(force_read.shape).to(torch.bool)
             force_read = force_read | structural
             force_copy = force_copy & ~structural
+        if allowed is not None:
+            allowed = allowed.reshape(force_read.shape).to(torch.bool)
+            force_read = force_read & allowed
+            force_copy = force_copy | ~allowed
         return force_read, force_copy
 
     def force_prior_logits(
@@ -389,6 +396,7 @@ class SegmentPolicy(nn.Module):
         seg_num: torch.Tensor | None = None,
         structural: torch.Tensor | None = None,
         criterion_read: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> BoundaryDecision:
         """Force, then decide, the boundary of one step (or of independent rows).
 
@@ -401,6 +409,8 @@ class SegmentPolicy(nn.Module):
             structural: ``[...]`` bool, READ regardless (sequence or episode start).
             criterion_read: ``[...]`` bool decision of a non-learned criterion (the
                 ``surprise`` kind); replaces sampling, carries no gradient.
+            allowed: ``[...]`` bool, where this level may READ (a level above the first:
+                where the level below READs); COPY is forced elsewhere.
 
         Examples:
             >>> policy = SegmentPolicy(max_seg_len=2, limit_mode="both")
@@ -413,7 +423,7 @@ class SegmentPolicy(nn.Module):
         """
         force_read, force_copy = self.forcing(
             seg_len, seg_num, role=role, structural=structural,
-            shape=logits.shape[:-1], device=logits.device,
+            shape=logits.shape[:-1], device=logits.device, allowed=allowed,
         )
         if criterion_read is not None:
             criterion_read = criterion_read.reshape(force_read.shape).to(torch.bool)

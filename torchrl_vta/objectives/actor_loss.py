@@ -325,7 +325,7 @@ class ImaginationActorLoss(LossModule):
         self._set_in_keys()
 
     def _start_fields(self) -> tuple[str, ...]:
-        if self.world_model.rssm.levels == 2:
+        if self.world_model.rssm.levels >= 2:
             return _START_FIELDS
         return tuple(name for name in _START_FIELDS if not name.startswith("abs_"))
 
@@ -525,7 +525,7 @@ class ImaginationActorLoss(LossModule):
         keys = self.tensor_keys
         rssm = self.world_model.rssm
         batch = tensordict.batch_size
-        names = ("belief", "state") + (("abs_belief", "abs_state") if rssm.levels == 2 else ())
+        names = ("belief", "state") + (("abs_belief", "abs_state") if rssm.levels >= 2 else ())
         feature = torch.cat([tensordict.get(getattr(keys, name)) for name in names], -1)
         bootstrap = imagined.get(keys.lambda_target)[..., 0, :].reshape(*batch, 1)
         out = TensorDict(

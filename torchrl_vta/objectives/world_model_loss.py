@@ -49,15 +49,21 @@ class WorldModelLoss(LossModule):
     * ``loss_continue``: Bernoulli log-loss of ``1 - terminated``;
     * ``loss_kl``: observation-level KL with the DreamerV3 split
       ``kl_dyn * max(free_bits, KL[sg q || p]) + kl_rep * max(free_bits, KL[q || sg p])``;
-    * ``loss_kl_abs`` (``levels=2``): the same for the abstract level,
+    * ``loss_kl_abs`` (``levels >= 2``): the same for the abstract level,
       counted only on READ steps (COPY steps contribute exactly zero) and
       averaged over all steps, as in VTA;
-    * ``loss_boundary`` (``levels=2``): boundary KL on the steps whose
+    * ``loss_boundary`` (``levels >= 2``): boundary KL on the steps whose
       boundary was not forced: ``"categorical"`` (dyn/rep split of the
       2-class KL) or ``"concrete"`` (the original VTA single-sample
       ``log q~(y) - log p~(y)`` of the relaxed sample);
     * ``loss_boundary_rate`` (when ``boundary_rate_scale > 0``): a soft
-      alternative to hard limits, ``(mean q(READ) - boundary_rate_target)^2``.
+      alternative to hard limits, ``(mean q(READ) - boundary_rate_target)^2``;
+    * ``loss_kl_level<j>``, ``loss_boundary_level<j>`` (``levels >= 3``, abstract
+      levels ``j >= 2``): level ``j``'s KL counted on its READ steps and its boundary
+      KL (categorical, with the same weights) on the steps where level ``j - 1`` READs
+      and nothing forced the decision, with the diagnostics ``kl_level<j>``,
+      ``kl_boundary_level<j>``, ``boundary_rate_level<j>`` (READs per level ``j - 1``
+      READ) and ``mean_segment_length_level<j>`` (in steps).
 
     Detached diagnostics: ``kl_obs``, ``kl_abs``, ``kl_boundary``,
     ``boundary_rate``, ``mean_segment_length``, ``reco_<key>``. The rollout
@@ -118,7 +124,7 @@ class WorldModelLoss(LossModule):
             reward_logits, continue_logits: world-model head outputs.
             prior_stats, posterior_stats, abs_prior_stats, abs_posterior_stats,
             boundary, boundary_logits, boundary_prior_logits,
-            boundary_log_sample, boundary_forced, seg_len, obs_surprise: rollout
+            boundary_log_sample, boundary_forced, seg_len, obs_surprise, upper_*: rollout
             outputs (see :data:`~torchrl_vta.modules.rssm_state.DEFAULT_ROLLOUT_KEYS`).
         """
 
@@ -136,6 +142,12 @@ class WorldModelLoss(LossModule):
         boundary_log_sample: NestedKey = ("next", "boundary_log_sample")
         obs_surprise: NestedKey = ("next", "obs_surprise")
         boundary_forced: NestedKey = ("next", "boundary_forced")
+        upper_prior_stats: NestedKey = ("next", "upper_prior_stats")
+        upper_posterior_stats: NestedKey = ("next", "upper_posterior_stats")
+        upper_boundary: NestedKey = ("next", "upper_boundary")
+        upper_boundary_logits: NestedKey = ("next", "upper_boundary_logits")
+        upper_boundary_prior_logits: NestedKey = ("next", "upper_boundary_prior_logits")
+        upper_boundary_forced: NestedKey = ("next", "upper_boundary_forced")
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -163,14 +175,14 @@ class WorldModelLoss(LossModule):
     ):
         super().__init__()
         rssm = world_model.rssm
-        uses_surprise = rssm.levels == 2 and rssm.segment_policy.uses_surprise
+        uses_surprise = rssm.levels >= 2 and rssm.segment_policy.uses_surprise
         if surprise_guard is None:
             surprise_guard = uses_surprise
         if not isinstance(surprise_guard, bool):
             raise ValueError(f"surprise_guard must be a bool or None, got {surprise_guard!r}.")
         if surprise_guard and not uses_surprise:
             raise ValueError(
-                "surprise_guard=True needs levels=2 and a surprise boundary kind "
+                "surprise_guard=True needs levels >= 2 and a surprise boundary kind "
                 "(model.rssm.boundary_kind=surprise or learned+surprise)."
             )
         self.surprise_guard = surprise_guard
@@ -223,6 +235,47 @@ class WorldModelLoss(LossModule):
         missed = ~read & (surprise >= policy.event_split())
         return (~missed).to(surprise.dtype)
 
+    def _boundary_terms(self, q_logits, p_logits, free, log_sample=None):
+        """``(loss, kl)`` of the boundary posterior against the prior on the ``free`` steps."""
+        if log_sample is None:
+            boundary_loss = self.boundary_kl_dyn * _categorical_kl(
+                q_logits.detach(), p_logits
+            ) + self.boundary_kl_rep * _categorical_kl(q_logits, p_logits.detach())
+            boundary_kl = _categorical_kl(q_logits, p_logits).detach()
+        else:
+            temperature = self.world_model.rssm.temperature
+            boundary_loss = concrete_log_prob(
+                log_sample, q_logits, temperature
+            ) - concrete_log_prob(log_sample, p_logits, temperature)
+            boundary_kl = boundary_loss.detach()
+        return (self.boundary_scale * _masked_mean(boundary_loss, free, loss=True),
+                _masked_mean(boundary_kl, free))
+
+    def _upper_terms(self, tensordict: TensorDictBase) -> dict[str, torch.Tensor]:
+        """The KL and boundary terms of the abstract levels above level 1."""
+        out = {}
+        reads = entry(self, tensordict, "upper_boundary")
+        forced = entry(self, tensordict, "upper_boundary_forced")
+        q_logits = entry(self, tensordict, "upper_boundary_logits")
+        p_logits = entry(self, tensordict, "upper_boundary_prior_logits")
+        stats = [entry(self, tensordict, "upper_posterior_stats"),
+                 entry(self, tensordict, "upper_prior_stats")]
+        for index, level in enumerate(self.world_model.rssm.upper):
+            name = f"level{index + 2}"
+            width = level.posterior.stats_dim
+            q_stats, p_stats = (x[..., index * width:(index + 1) * width] for x in stats)
+            read = reads[..., index].detach()
+            kl_loss, kl = self._split_kl(level.posterior, q_stats, p_stats, self.abs_kl_dyn,
+                                         self.abs_kl_rep, self.abs_free_bits)
+            out[f"loss_kl_{name}"] = (kl_loss * read).mean()
+            out[f"kl_{name}"] = _masked_mean(kl, read).detach()
+            free = (~forced[..., index]).to(read.dtype)
+            out[f"loss_boundary_{name}"], out[f"kl_boundary_{name}"] = self._boundary_terms(
+                q_logits[..., index, :], p_logits[..., index, :], free)
+            out[f"boundary_rate_{name}"] = _masked_mean(read, free)
+            out[f"mean_segment_length_{name}"] = read.numel() / read.sum().clamp_min(1)
+        return out
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Run the world model on ``tensordict`` and return the losses."""
         self.world_model(tensordict)
@@ -267,7 +320,7 @@ class WorldModelLoss(LossModule):
         out["loss_kl"] = kl_loss.mean()
         out["kl_obs"] = kl.mean()
 
-        if rssm.levels == 2:
+        if rssm.levels >= 2:
             read = entry(self, tensordict, "boundary").squeeze(-1)
             read_mask = read.detach()
             abs_loss, abs_kl = self._split_kl(
@@ -285,21 +338,10 @@ class WorldModelLoss(LossModule):
             free = (~entry(self, tensordict, "boundary_forced").squeeze(-1)).to(read.dtype)
             q_logits = entry(self, tensordict, "boundary_logits")
             p_logits = entry(self, tensordict, "boundary_prior_logits")
-            if self.boundary_kl == "categorical":
-                boundary_loss = self.boundary_kl_dyn * _categorical_kl(
-                    q_logits.detach(), p_logits
-                ) + self.boundary_kl_rep * _categorical_kl(q_logits, p_logits.detach())
-                boundary_kl = _categorical_kl(q_logits, p_logits).detach()
-            else:
-                log_sample = entry(self, tensordict, "boundary_log_sample")
-                temperature = rssm.temperature
-                boundary_loss = concrete_log_prob(
-                    log_sample, q_logits, temperature
-                ) - concrete_log_prob(log_sample, p_logits, temperature)
-                boundary_kl = boundary_loss.detach()
-            out["loss_boundary"] = self.boundary_scale * _masked_mean(boundary_loss, free,
-                                                                      loss=True)
-            out["kl_boundary"] = _masked_mean(boundary_kl, free)
+            log_sample = (entry(self, tensordict, "boundary_log_sample")
+                          if self.boundary_kl == "concrete" else None)
+            out["loss_boundary"], out["kl_boundary"] = self._boundary_terms(
+                q_logits, p_logits, free, log_sample)
             read_prob = q_logits.softmax(-1)[..., READ]
             rate = _masked_mean(read_prob, free)
             if self.boundary_rate_scale:
@@ -308,6 +350,8 @@ class WorldModelLoss(LossModule):
                 ).square()
             out["boundary_rate"] = _masked_mean(read_mask, free)
             out["mean_segment_length"] = read_mask.numel() / read_mask.sum().clamp_min(1)
+        if rssm.levels >= 3:
+            out.update(self._upper_terms(tensordict))
 
         losses = TensorDict(
             {key: value if key.startswith("loss_") else value.detach() for key, value in out.items()},
