@@ -77,6 +77,20 @@ def test_train_checkpoint_and_resume(tmp_path, env_overrides):
     assert len(buffer) == 200
 
 
+def test_three_levels_train_resume_and_log_every_level(tmp_path):
+    script = load_script()
+    run = tmp_path / "run"
+    overrides = ["env=balls", "+env.options.scene_every=2", "model=tiny", "model.levels=3",
+                 f"output_dir={run}", "collector.total_frames=120"]
+    assert script.train(config(*overrides))["frames"] == 120
+    second = script.train(config(*overrides[:-1], "collector.total_frames=160", "resume=true"))
+    assert second["frames"] == 160
+    for name in ("train/loss_boundary_level2", "train/loss_kl_level2", "train/loss_boundary",
+                 "eval/boundary_f1_tau1_level2", "eval/boundary_f1_tau1"):
+        assert scalars(run, name), name
+    assert list((run / "pictures").glob("openloop_*.png"))
+
+
 def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tmp_path):
     scalars_dir = tmp_path / "logs" / "vta_dreamer" / "scalars"
     (scalars_dir / "eval").mkdir(parents=True)
@@ -88,13 +102,15 @@ def test_resume_drops_what_a_killed_run_logged_after_its_checkpoint(tmp_path):
     assert scalars(tmp_path, "eval/return")[-1][1].startswith("9")
 
 
-def test_learner_checkpoint_resumes_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("levels", [2, 3])
+def test_learner_checkpoint_resumes_bit_for_bit(tmp_path, levels):
     env = make_env("maze", image_size=16, max_steps=30, seed=0)
     batch = torch.stack([env.rollout(12, break_when_any_done=False) for _ in range(2)])
 
     def fresh():
         torch.manual_seed(0)
-        agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
+        agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)),
+                               levels=levels)
         agent.world_model.rssm.segment_policy.schedule = TemperatureSchedule(1.0, 0.1, 0.5, 1)
         return agent, Learner(agent, horizon=3, model_lr=1e-3)
 
@@ -133,7 +149,7 @@ def run_cli(*overrides):
         (["env=dmcx"], "env/dmcx"),
         (["replay.batch_sise=2"], "batch_sise"),
         (["replay.batch_size=abc"], "batch_size"),
-        (["model.levels=3"], "model.levels=3 is not one of"),
+        (["model.levels=0"], "model.levels=0 must be an int >= 1"),
         (["env.name=carla"], "env.name='carla' is not one of"),
         (["env.options.tsk=walker_walk"], "Key 'tsk' is not in struct"),
         (["+env.options.tsk=walker_walk"], "unknown option(s) 'tsk'"),

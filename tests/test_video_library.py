@@ -59,3 +59,24 @@ def test_a_bad_generator_or_name_fails_naming_what_to_fix():
         register_dataset("no_seed", lambda n, t: None)
     with pytest.raises(ValueError, match="register_dataset adds one"):
         DatasetConfig(name="no_such_world")
+
+
+def test_three_levels_train_and_are_scored_per_level_on_the_nested_world(tmp_path):
+    config = validate_config({
+        "model": {"name": "agent", "size": "tiny", "levels": 3, "init_size": 2, "seq_size": 8,
+                  "rssm": {"boundary_kind": "surprise"}},
+        "dataset": {"name": "nested_balls", "num_sequences": 4, "eval_sequences": 4,
+                    "seq_len": 20, "image_size": 32, "options": {"num_balls": 1}},
+        "eval": {"strip_sequences": 2, "generate_sequences": 1, "jumpy_steps": 2},
+        "steps": 2, "batch_size": 2, "data_dir": str(tmp_path / "data"),
+    })
+    metrics = run_video_experiment(config, tmp_path / "run")
+    held_out = generate_dataset("nested_balls", 8, 20, seed=0, image_size=32, num_balls=1)[4:]
+    # One window of 12 frames per sequence; its 8 modelled frames, after the first.
+    scenes = held_out["scene_event"][:, :12, 0][:, 2:10][:, 1:]
+    level2 = metrics["forcing_off"]["level2"]
+    assert level2["event_rate"] == pytest.approx(scenes.float().mean().item())
+    assert set(level2["f1"]) == {"0", "1", "2"}
+    assert (tmp_path / "run" / "boundary_strip.png").is_file()
+    with pytest.raises(ValueError, match="model.levels must be an int >= 2"):
+        validate_config({"model": {"name": "agent", "levels": 1}})

@@ -33,6 +33,7 @@ def replay_boundary_scores(
     *,
     tolerances: Sequence[int] = (0, 1, 2),
     event_key=("next", "event"),
+    level_event_keys: Sequence = (("next", "scene_event"),),
     limit_mode: str = "off",
 ) -> dict[str, float] | None:
     """Precision, recall, F1 and rates of the world model's READs against true events.
@@ -42,7 +43,9 @@ def replay_boundary_scores(
     step ``t``, so its READ at ``t`` is scored against ``event_key`` at ``t``. Returns
     ``None`` for a flat world model or a batch without events. Keys: ``boundary_f1_tau<k>``
     per tolerance, ``boundary_precision`` / ``boundary_recall`` at the second tolerance
-    (τ = 1 by default), ``boundary_rate``, ``event_rate``.
+    (τ = 1 by default), ``boundary_rate``, ``event_rate``. With ``levels >= 3``, level
+    ``j >= 2``'s READs are scored the same way against ``level_event_keys[j - 2]`` where the
+    batch has it, under the same names with the suffix ``_level<j>``.
 
     Examples:
         >>> from torchrl_vta.envs import make_env
@@ -72,7 +75,17 @@ def replay_boundary_scores(
         agent.train(was_training)
     read = out["boundary"][..., 0].cpu() > 0.5
     forced = out["boundary_forced"][..., 0].cpu().bool()
-    events = batch.get(event_key).reshape(read.shape).cpu().bool()
+    scores = _scores(read, batch.get(event_key), forced, tolerances, "")
+    for index, key in enumerate(level_event_keys[: rssm.levels - 2]):
+        if key in batch.keys(True):
+            scores.update(_scores(out["upper_boundary"][..., index].cpu() > 0.5, batch.get(key),
+                                  out["upper_boundary_forced"][..., index].cpu().bool(),
+                                  tolerances, f"_level{index + 2}"))
+    return scores
+
+
+def _scores(read, events, forced, tolerances, suffix: str) -> dict[str, float]:
+    events = events.reshape(read.shape).cpu().bool()
     table = per_tolerance_table(read, events, tolerances, exclude=forced)
     scores = {f"boundary_f1_tau{row['tolerance']}": row["f1"] for row in table}
     middle = table[min(1, len(table) - 1)]
@@ -81,7 +94,7 @@ def replay_boundary_scores(
     rates = boundary_rates(read, events, exclude=forced)
     scores["boundary_rate"] = rates["boundary_rate"]
     scores["event_rate"] = rates["event_rate"]
-    return scores
+    return {f"{name}{suffix}": value for name, value in scores.items()}
 
 
 @torch.no_grad()
@@ -113,13 +126,16 @@ def evaluate(env: EnvBase, agent: Agent, *, episodes: int, max_steps: int):
 
 
 @torch.no_grad()
-def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_key="pixels"):
+def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_key="pixels",
+                   event_keys: Sequence[str] = ("event", "scene_event")):
     """Truth vs. reconstruction (``context`` steps) then open-loop prediction (``full``).
 
     ``batch`` is one replay slice ``[T]`` (or ``[1, T]``). Returns the strip
     image (see :func:`torchrl_vta.viz.boundary_strip`) with the posterior
-    boundaries over the context and the prior boundaries over the prediction,
-    or ``None`` if the env has no image.
+    boundaries over the context and the prior boundaries over the prediction
+    (one bar per level), the ground-truth events of each ``("next", key)`` of
+    ``event_keys`` present (one bar each, lowest level first), or ``None`` if
+    the env has no image.
 
     Examples:
         >>> from torchrl_vta.envs import make_env
@@ -160,14 +176,20 @@ def openloop_strip(agent: Agent, batch: TensorDictBase, *, context: int, image_k
         agent.train(was_training)
     read = forced = None
     if rssm.levels >= 2:
-        read = torch.cat([observed["boundary"], future["boundary"]], 1)[0]
-        forced = torch.cat([observed["boundary_forced"], future["boundary_forced"]], 1)[0]
-    events = data.get(("next", "event"), None)
+        # One bar per level: level 1 first, then the levels above it.
+        names = [("boundary", "boundary_forced")]
+        if rssm.levels >= 3:
+            names.append(("upper_boundary", "upper_boundary_forced"))
+        read = torch.cat([torch.cat([observed[r], future[r]], 1)[0] for r, _ in names], -1)
+        forced = torch.cat([torch.cat([observed[f], future[f]], 1)[0].reshape(read.shape[0], -1)
+                            for _, f in names], -1).bool()
+    events = [data.get(("next", key), None) for key in event_keys]
+    events = [e[0].reshape(e.shape[1], -1) for e in events if e is not None]
     return boundary_strip(
         [truth[0], prediction[0].clamp(0, 1)],
         read=read,
         forced=forced & (read > 0) if forced is not None else None,
-        events=None if events is None else events[0],
+        events=torch.cat(events, -1) if events else None,
         context=context,
     )
 

@@ -201,8 +201,9 @@ def explore_options(cfg: RecipeConfig) -> dict:
 def replay_keys(observation_keys) -> list:
     """What the learner needs of a collected batch (root observations are dropped: the
     world model reads ``("next", obs)``), and the ground truth of envs that have it, never
-    read by the learner: ``("next", "event")`` (the boundary pictures and
-    :func:`~torchrl_vta.evaluation.replay_boundary_scores` score against it) and
+    read by the learner: ``("next", "event")`` and, in worlds with nested events,
+    ``("next", "scene_event")`` (the boundary pictures and
+    :func:`~torchrl_vta.evaluation.replay_boundary_scores` score each level against them) and
     ``("next", "pose")`` (``maze``: ``benchmarks/exploration.py`` counts distinct poses).
 
     Examples:
@@ -210,7 +211,8 @@ def replay_keys(observation_keys) -> list:
         ('next', 'pixels')
     """
     keys = ["action", "is_init", TRAJ_KEY, ("next", "reward"), ("next", "terminated"),
-            ("next", "done"), ("next", "truncated"), ("next", "event"), ("next", "pose")]
+            ("next", "done"), ("next", "truncated"), ("next", "event"), ("next", "scene_event"),
+            ("next", "pose")]
     return keys + [("next", key) for key in observation_keys]
 
 

@@ -80,9 +80,12 @@ def boundary_strip(
 
     Args:
         rows: frame sequences ``[T, C, H, W]`` of equal shape (truth first).
-        read: ``[T]`` model boundaries (READ = 1); drawn red under the frames.
-        forced: ``[T]`` forced boundaries, drawn orange (over red).
-        events: ``[T]`` ground-truth events, drawn green in a second bar.
+        read: ``[T]`` model boundaries (READ = 1), or ``[T, L]`` one column per level
+            (level 1 first); drawn red under the frames, one bar per level.
+        forced: ``[T]`` (or ``[T, L]``, as ``read``) forced boundaries, drawn orange
+            (over red).
+        events: ``[T]`` ground-truth events, or ``[T, K]`` one column per level of
+            events; drawn green, one bar per column, under the READ bars.
         context: number of filtered steps before the open-loop prediction; a
             white line marks the split.
 
@@ -91,6 +94,9 @@ def boundary_strip(
         ...                        events=torch.tensor([0, 0, 0, 1, 0]), context=2)
         >>> image.shape, image[8 + 1, 3 * 8 + 3].tolist()
         ((16, 40, 3), [230, 40, 40])
+        >>> two_levels = torch.tensor([[1, 1], [0, 0], [1, 0], [0, 0], [1, 1]])
+        >>> boundary_strip([torch.zeros(5, 3, 8, 8)], read=two_levels, events=two_levels).shape
+        (24, 40, 3)
     """
     frames = [to_uint8_frames(row) for row in rows]
     steps, height, width, _ = frames[0].shape
@@ -98,12 +104,20 @@ def boundary_strip(
         raise ValueError("every row must have the same [T, C, H, W] shape.")
     grid = [np.concatenate(list(row), axis=1) for row in frames]
 
-    def flags(x):
-        return None if x is None else torch.as_tensor(x).reshape(-1).bool().cpu().numpy()
+    def columns(x):
+        if x is None:
+            return [None]
+        x = torch.as_tensor(x).reshape(steps, -1).bool().cpu().numpy()
+        return [x[:, j] for j in range(x.shape[1])]
 
-    grid.append(_bar([(flags(read), READ_COLOUR), (flags(forced), FORCED_COLOUR)], steps, width))
+    reads, forces = columns(read), columns(forced)
+    forces += [None] * (len(reads) - len(forces))
+    for level_read, level_forced in zip(reads, forces):
+        grid.append(_bar([(level_read, READ_COLOUR), (level_forced, FORCED_COLOUR)], steps,
+                         width))
     if events is not None:
-        grid.append(_bar([(flags(events), EVENT_COLOUR)], steps, width))
+        for level_events in columns(events):
+            grid.append(_bar([(level_events, EVENT_COLOUR)], steps, width))
     image = np.concatenate(grid, axis=0)
     if context is not None and 0 < context < steps:
         image[:, context * width - 1 : context * width] = 255

@@ -1,16 +1,17 @@
-"""The hierarchical (VTA) recurrent state-space model.
+"""The hierarchical (VTA) recurrent state-space model: a stack of temporal levels.
 
-Two temporal levels share one step function:
+* the observation level (level 0: belief ``h``, stochastic ``s``) steps every frame:
+  it restarts from the level-1 feature on a level-1 READ and continues its GRU on COPY;
+* every abstract level ``j >= 1`` (belief ``c_j``, stochastic ``z_j``) is updated only
+  on its READ steps and copied bit for bit on its COPY steps; level ``j + 1`` READs only
+  where level ``j`` READs, and its READ restarts level ``j`` from its feature.
 
-* the abstract level (belief ``c``, stochastic ``z``) is updated only on READ
-  steps and copied bit for bit on COPY steps;
-* the observation level (belief ``h``, stochastic ``s``) restarts from the
-  abstract feature on READ and continues its GRU on COPY.
-
-A boundary ``m_t`` (READ = new segment) is sampled with a straight-through
-Gumbel-softmax from the causal boundary posterior when filtering, or from the
-boundary prior when imagining. ``levels=1`` removes the abstract level and the
-boundaries and leaves a flat DreamerV3-style RSSM running through the same code.
+A boundary (READ = new segment) is sampled with a straight-through Gumbel-softmax from
+the causal boundary posterior when filtering, or from the boundary prior when imagining,
+by each level's segment policy (:mod:`~torchrl_vta.modules.rssm_steps` has the step).
+``levels=2`` is VTA; ``levels=1`` removes the abstract levels and the boundaries and
+leaves a flat DreamerV3-style RSSM; ``levels=3+`` adds
+:class:`~torchrl_vta.modules.rssm_levels.UpperLevel` s above level 1.
 
 Time convention (TorchRL's): transition ``t`` starts from the state carried out
 of step ``t - 1``, applies ``action[t]`` and conditions on the embedding of
@@ -31,7 +32,7 @@ from torchrl_vta.distributed import gather_statistics
 from torchrl_vta.modules._layers import dense_block
 from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior
 from torchrl_vta.modules.latent import make_latent
-from torchrl_vta.modules.rssm_levels import UpperLevel, abstract_levels
+from torchrl_vta.modules.rssm_levels import UpperLevel
 from torchrl_vta.modules.rssm_state import RSSMState, append_step
 from torchrl_vta.modules.rssm_steps import StackSteps
 from torchrl_vta.modules.segment_policy import SegmentPolicy
@@ -46,7 +47,9 @@ class HierarchicalRSSM(StackSteps, nn.Module):
         embed_dim: size of the observation embedding.
 
     Keyword Args:
-        levels: 2 (hierarchical, default) or 1 (flat DreamerV3-style RSSM).
+        levels: number of levels: 2 (VTA, default), 1 (flat DreamerV3-style RSSM), or
+            more (abstract levels above level 1, each as level 1: same sizes, latent and
+            boundary kind, its own detectors and segment statistics).
         belief_dim / abs_belief_dim: GRU sizes of the observation / abstract level.
         hidden: width of the input projections and latent heads.
         latent / abs_latent: ``"gaussian"`` or ``"categorical"`` per level.
@@ -75,10 +78,14 @@ class HierarchicalRSSM(StackSteps, nn.Module):
             surprise_quantile, surprise_min_nats, surprise_momentum, surprise_init_scale:
             options of the surprise criterion
             (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
+        upper_max_seg_len / upper_max_seg_num: segment limits of the levels above level 1
+            (in steps; ``None``, the default, disables them).
 
-    Every boundary decision is made by ``self.segment_policy`` (one
+    Every level-1 boundary decision is made by ``self.segment_policy`` (one
     :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,
-    ``max_seg_len``, ``max_seg_num`` and ``limit_mode`` read and write it.
+    ``max_seg_len``, ``max_seg_num`` and ``limit_mode`` read and write it. The levels
+    above decide through their own policies (``self.upper[i].segment_policy``), with
+    level 1's temperature.
 
     Latents and boundaries are sampled in training mode and take their modes
     in eval mode (``module.eval()``), whatever TorchRL's exploration type.
@@ -260,10 +267,8 @@ class HierarchicalRSSM(StackSteps, nn.Module):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        # One temperature for every level's boundaries (annealed together).
+        # Every level decides with level 1's temperature (annealed once).
         self.segment_policy.temperature = value
-        for level in self.upper:
-            level.segment_policy.temperature = value
 
     @property
     def max_seg_len(self) -> int | None:

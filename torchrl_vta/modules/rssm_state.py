@@ -70,8 +70,9 @@ class RSSMStep(NamedTuple):
     With ``levels >= 3`` the ``upper_*`` fields report levels ``2..L-1`` in the same
     way, stacked in their last dimension (before the two logits): ``upper_boundary``
     ``[*B, L-2]``, ``upper_boundary_logits`` / ``upper_boundary_prior_logits``
-    ``[*B, L-2, 2]``, ``upper_boundary_forced`` ``[*B, L-2]`` (forced, or masked
-    because the level below COPYs), the latent statistics concatenated, and
+    ``[*B, L-2, 2]``, ``upper_boundary_forced`` ``[*B, L-2]`` (forced by structure or
+    limits; where the level below COPYs the level is masked to COPY, which its READ
+    indicator tells), the latent statistics concatenated, and
     ``upper_surprise`` (level ``j``'s surprise, the signal of level ``j + 1``).
 
     Example:

@@ -274,9 +274,13 @@ class StackSteps:
             decision = policy.decide(
                 logits, role="posterior", deterministic=deterministic, structural=structural,
                 criterion_read=criterion if policy.kind == "surprise" else None,
-                allowed=allowed, **counters,
+                allowed=allowed, temperature=self.segment_policy.temperature, **counters,
             )
             read = decision.read
+            if allowed is not None:
+                # Reported forced: by structure or limits; the masked steps (the level
+                # below COPYs) are told by the level below's READs.
+                decision = decision._replace(forced=decision.forced & allowed)
             if normalised is not None:
                 carried = policy.surprise_trough(normalised, read, trough, structural)
                 troughs.append((carried if allowed is None
@@ -344,13 +348,16 @@ class StackSteps:
                 prior_logits.append(None)
                 continue
             policy = level.segment_policy
+            allowed = reads[-1].detach().reshape(batch) > 0.5 if index else None
             decision = policy.decide(
                 level.boundary_prior(lower_feature), role="imagine", deterministic=deterministic,
                 seg_len=prev.seg_len[..., index], seg_num=prev.seg_num[..., index],
-                structural=structural,
-                allowed=reads[-1].detach().reshape(batch) > 0.5 if index else None,
+                structural=structural, temperature=self.segment_policy.temperature,
+                allowed=allowed,
             )
             read = decision.read
+            if allowed is not None:
+                decision = decision._replace(forced=decision.forced & allowed)
             reads.append(read)
             decisions.append(decision)
             prior_logits.append(decision.logits)

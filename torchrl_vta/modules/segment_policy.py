@@ -397,6 +397,7 @@ class SegmentPolicy(nn.Module):
         structural: torch.Tensor | None = None,
         criterion_read: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
+        temperature: float | torch.Tensor | None = None,
     ) -> BoundaryDecision:
         """Force, then decide, the boundary of one step (or of independent rows).
 
@@ -411,6 +412,8 @@ class SegmentPolicy(nn.Module):
                 ``surprise`` kind); replaces sampling, carries no gradient.
             allowed: ``[...]`` bool, where this level may READ (a level above the first:
                 where the level below READs); COPY is forced elsewhere.
+            temperature: Gumbel-softmax temperature instead of this policy's own (the
+                levels of a stack share level 1's, annealed once).
 
         Examples:
             >>> policy = SegmentPolicy(max_seg_len=2, limit_mode="both")
@@ -431,7 +434,8 @@ class SegmentPolicy(nn.Module):
         logits = force_logits(logits, force_read, force_copy)
         if criterion_read is not None:
             deterministic = True
-        sample = sample_boundary(logits, self.temperature, deterministic=deterministic)
+        temperature = self.temperature if temperature is None else temperature
+        sample = sample_boundary(logits, temperature, deterministic=deterministic)
         if criterion_read is not None:
             sample = force_sample(sample, criterion_read, ~criterion_read)
         sample = force_sample(sample, force_read, force_copy)

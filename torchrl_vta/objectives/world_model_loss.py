@@ -260,6 +260,7 @@ class WorldModelLoss(LossModule):
         p_logits = entry(self, tensordict, "upper_boundary_prior_logits")
         stats = [entry(self, tensordict, "upper_posterior_stats"),
                  entry(self, tensordict, "upper_prior_stats")]
+        lower = [entry(self, tensordict, "boundary")[..., 0], *reads.unbind(-1)]
         for index, level in enumerate(self.world_model.rssm.upper):
             name = f"level{index + 2}"
             width = level.posterior.stats_dim
@@ -269,7 +270,8 @@ class WorldModelLoss(LossModule):
                                          self.abs_kl_rep, self.abs_free_bits)
             out[f"loss_kl_{name}"] = (kl_loss * read).mean()
             out[f"kl_{name}"] = _masked_mean(kl, read).detach()
-            free = (~forced[..., index]).to(read.dtype)
+            # Free: the level below READ (this level could decide) and nothing forced it.
+            free = (~forced[..., index]).to(read.dtype) * lower[index].detach()
             out[f"loss_boundary_{name}"], out[f"kl_boundary_{name}"] = self._boundary_terms(
                 q_logits[..., index, :], p_logits[..., index, :], free)
             out[f"boundary_rate_{name}"] = _masked_mean(read, free)

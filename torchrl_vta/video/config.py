@@ -139,7 +139,8 @@ class OriginalModelConfig:
 
 @dataclass
 class AgentModelConfig:
-    """``model=agent``: HierarchicalRSSM world model; ``rssm``/``loss`` pass options through.
+    """``model=agent``: HierarchicalRSSM world model with ``levels`` (>= 2) levels;
+    ``rssm``/``loss`` pass options through.
 
     Example:
         >>> AgentModelConfig(rssm={"max_seg_len": 8}).rssm
@@ -148,6 +149,7 @@ class AgentModelConfig:
 
     name: str = "agent"
     size: str = "cpu"
+    levels: int = 2
     rssm: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
     init_size: int = 5
@@ -157,9 +159,14 @@ class AgentModelConfig:
     def __post_init__(self):
         _require(self.size in AGENT_SIZES,
                  f"model.size must be one of {sorted(AGENT_SIZES)}, got {self.size!r}.")
+        _require(isinstance(self.levels, int) and not isinstance(self.levels, bool)
+                 and self.levels >= 2,
+                 f"model.levels must be an int >= 2 (a video model needs boundaries), "
+                 f"got {self.levels!r}.")
         _check_options("model.rssm", self.rssm, HierarchicalRSSM.__init__)
         _require(not {"action_dim", "embed_dim", "levels"} & set(self.rssm),
-                 "model.rssm must not set action_dim, embed_dim or levels (fixed by the data).")
+                 "model.rssm must not set action_dim, embed_dim or levels (fixed by the data; "
+                 "the number of levels is model.levels).")
         for name in ("max_seg_len", "max_seg_num"):
             value = self.rssm.get(name)
             _require(value is None or value >= 1,

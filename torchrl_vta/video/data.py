@@ -15,9 +15,14 @@ from torchrl_vta.video.config import DatasetConfig
 __all__ = ["load_data", "windows"]
 
 
+#: Ground truth of the levels above the first, level 2 first (scored per level when present).
+LEVEL_EVENT_KEYS = ("scene_event",)
+
+
 def load_data(config: DatasetConfig, data_dir: str | Path):
-    """``(train, eval)`` TensorDicts ``[N, T]`` (``pixels``, ``event``) cut from one dataset
-    cached under ``data_dir`` (generated on first use; the held-out sequences are the last).
+    """``(train, eval)`` TensorDicts ``[N, T]`` (``pixels``, ``event``, and ``scene_event``
+    where the world has a second level of events) cut from one dataset cached under
+    ``data_dir`` (generated on first use; the held-out sequences are the last).
 
     Example:
         >>> import tempfile
@@ -37,7 +42,7 @@ def load_data(config: DatasetConfig, data_dir: str | Path):
         path, config.name, total, config.seq_len, seed=config.seed,
         image_size=config.image_size, **config.options,
     )
-    data = data.select("pixels", "event").to_tensordict()
+    data = data.select("pixels", "event", *LEVEL_EVENT_KEYS, strict=False).to_tensordict()
     return data[: config.num_sequences], data[config.num_sequences :]
 
 

@@ -15,7 +15,7 @@ from torchrl_vta.metrics import (
     periodic_boundaries,
 )
 from torchrl_vta.video.config import VideoConfig
-from torchrl_vta.video.data import windows
+from torchrl_vta.video.data import LEVEL_EVENT_KEYS, windows
 
 __all__ = ["boundary_report", "evaluate_video_model"]
 
@@ -62,7 +62,10 @@ def boundary_report(read, prob, forced, surprise, event, tolerances=(0, 1, 2)) -
 def evaluate_video_model(variant, data: TensorDict, config: VideoConfig, device="cpu") -> dict:
     """Held-out losses and boundary quality (:func:`boundary_report`) on the modelled frames
     of every non-overlapping window of ``data`` (``pixels``, ``event``), with the segment
-    limits forcing the posterior (``forcing_on``) and without (``forcing_off``).
+    limits forcing the posterior (``forcing_on``) and without (``forcing_off``). A model with
+    levels above level 1 is scored per level against the data's level events (``scene_event``
+    for level 2) where present, under ``report[forcing]["level<j>"]``; the level's READs
+    count on the steps the level below READ (masked steps are excluded as forced ones are).
 
     Example:
         >>> import tempfile
@@ -76,7 +79,8 @@ def evaluate_video_model(variant, data: TensorDict, config: VideoConfig, device=
     """
     window, init, seq = config.window, config.model.init_size, config.model.seq_size
     pixels = windows(data["pixels"], window)
-    event = windows(data["event"][..., 0], window)
+    events = [windows(data["event"][..., 0], window)] + [
+        windows(data[key][..., 0], window) for key in LEVEL_EVENT_KEYS if key in data.keys()]
     variant.loss.eval()
     totals: dict[str, float] = {}
     outputs = {True: [], False: []}
@@ -88,17 +92,25 @@ def evaluate_video_model(variant, data: TensorDict, config: VideoConfig, device=
             totals[key] = totals.get(key, 0.0) + value.item() * batch.shape[0]
         for forcing in outputs:
             inference = variant.boundaries(batch, forcing)
-            outputs[forcing].append([inference.read.cpu(), inference.prob.cpu(), inference.forced.cpu(),
-                                     inference.surprise.cpu()])
+            outputs[forcing].append([_scored(level) for level in (inference, *inference.upper)])
     modelled = slice(init, init + seq)
-    event = event[:, modelled]
     report = {
         "eval_windows": pixels.shape[0],
         "eval_losses": {key: value / pixels.shape[0] for key, value in totals.items()},
     }
     for forcing, name in ((True, "forcing_on"), (False, "forcing_off")):
-        read, prob, forced, surprise = (torch.cat(parts)[:, modelled] for parts in zip(*outputs[forcing]))
-        report[name] = boundary_report(read, prob, forced, surprise, event, config.eval.tolerances)
+        levels = list(zip(*outputs[forcing]))
+        for number, (parts, event) in enumerate(zip(levels, events), 1):
+            read, prob, forced, surprise = (torch.cat(x)[:, modelled] for x in zip(*parts))
+            level = boundary_report(read, prob, forced, surprise, event[:, modelled],
+                                    config.eval.tolerances)
+            if number == 1:
+                report[name] = level
+            else:
+                report[name][f"level{number}"] = level
     return report
 
 
+def _scored(inference) -> list[torch.Tensor]:
+    return [inference.read.cpu(), inference.prob.cpu(), inference.forced.cpu(),
+            inference.surprise.cpu()]

@@ -10,6 +10,7 @@ import torch
 from tensordict import TensorDict
 
 from torchrl_vta.video.config import VideoConfig
+from torchrl_vta.video.data import LEVEL_EVENT_KEYS
 from torchrl_vta.viz import EVENT_COLOUR, FORCED_COLOUR, READ_COLOUR, SCORE_COLOUR, Canvas
 
 __all__ = ["save_boundary_strip", "save_generation"]
@@ -34,10 +35,12 @@ def save_boundary_strip(variant, data: TensorDict, config: VideoConfig, path: st
     """
     count = config.eval.strip_sequences
     pixels = data["pixels"][:count, : config.window]
-    event = data["event"][:count, : config.window, 0]
+    events = [data[key][:count, : config.window, 0]
+              for key in ("event", *LEVEL_EVENT_KEYS) if key in data.keys()]
     with torch.no_grad():
-        read, prob, forced, reconstruction, _ = (
-            x.cpu() for x in variant.boundaries(pixels.to(device), False))
+        inference = variant.boundaries(pixels.to(device), False)
+    read, prob, forced, reconstruction = (x.cpu() for x in inference[:4])
+    upper = [(level.read.cpu(), level.forced.cpu()) for level in inference.upper]
     init, seq = config.model.init_size, config.model.seq_size
     context = [not init <= t < init + seq for t in range(config.window)]
     canvas = Canvas(config.window, pixels.shape[-1], (
@@ -45,11 +48,17 @@ def save_boundary_strip(variant, data: TensorDict, config: VideoConfig, path: st
         f"(dimmed = context frames)\ngreen: true event | red: READ | orange: forced READ | "
         f"blue: posterior P(READ)"))
     for i in range(pixels.shape[0]):
-        canvas.bar("event", [EVENT_COLOUR if e else None for e in event[i].tolist()])
+        # One bar per level: the events of level j above, its READs below the frames.
+        for number, event in reversed(list(enumerate(events, 1))):
+            canvas.bar("event" if number == 1 else f"event L{number}",
+                       [EVENT_COLOUR if e else None for e in event[i].tolist()])
         canvas.frames(f"seq {i}", pixels[i].numpy(), dim=context)
         canvas.frames("recon", reconstruction[i].numpy())
         canvas.bar("READ", [(FORCED_COLOUR if f else READ_COLOUR) if r else None
                             for r, f in zip(read[i].tolist(), forced[i].tolist())])
+        for number, (level_read, _) in enumerate(upper, 2):
+            canvas.bar(f"READ L{number}", [READ_COLOUR if r else None
+                                            for r in level_read[i].tolist()])
         canvas.bar("P(READ)", [SCORE_COLOUR] * config.window, heights=prob[i].tolist())
         canvas.space()
     return canvas.save(path)
@@ -76,7 +85,9 @@ def save_generation(variant, data: TensorDict, config: VideoConfig, mode: str, p
     context_len = max(init, 1)
     steps = config.model.seq_size if mode == "full" else config.eval.jumpy_steps
     pixels = data["pixels"][:count]
-    event = data["event"][:count, :, 0]
+    # Jumpy generation steps the top level: its truth is the top level's events.
+    keys = [key for key in ("event", *LEVEL_EVENT_KEYS) if key in data.keys()]
+    event = data[keys[min(variant.levels - 2, len(keys) - 1)]][:count, :, 0]
     context = pixels[:, :context_len]
     with torch.no_grad():
         frames, read = (x.cpu() for x in variant.generate(context.to(device), steps, mode))

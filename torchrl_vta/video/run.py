@@ -78,10 +78,14 @@ def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for name in ("forcing_on", "forcing_off"):
         report = metrics[name]
-        log.info("%s: F1 %s | periodic F1 %s | AUC %.3f | surprise AUC %.3f | boundary rate %.3f "
-                 "vs event rate %.3f", name, {k: round(v, 3) for k, v in report["f1"].items()},
-                 {k: round(v, 3) for k, v in report["periodic_f1"].items()}, report["auc"],
-                 report["surprise_auc"], report["boundary_rate"], report["event_rate"])
+        levels = [(name, report)] + [(f"{name} {key}", value) for key, value in report.items()
+                                     if key.startswith("level")]
+        for label, level in levels:
+            log.info("%s: F1 %s | periodic F1 %s | AUC %.3f | surprise AUC %.3f | boundary rate "
+                     "%.3f vs event rate %.3f", label,
+                     {k: round(v, 3) for k, v in level["f1"].items()},
+                     {k: round(v, 3) for k, v in level["periodic_f1"].items()}, level["auc"],
+                     level["surprise_auc"], level["boundary_rate"], level["event_rate"])
         log.info("%s: READ offsets to the nearest event %s | score by lag %s", name,
                  report["offsets"], {k: round(v, 3) for k, v in report["score_profile"].items()})
     log.info("outputs in %s: %s", out_dir, sorted(p.name for p in out_dir.iterdir()))

@@ -3,7 +3,7 @@
 (:class:`~torchrl_vta.modules.rssm.HierarchicalRSSM` built by ``make_world_model``),
 both action-free, both fed uint8 frames ``[N, T, 3, H, W]``.
 
-Each variant has ``losses(pixels)`` (a TensorDict of loss terms), ``total`` (their sum),
+Each variant has ``levels``, ``losses(pixels)`` (a TensorDict of loss terms), ``total`` (their sum),
 ``boundaries(pixels, forcing)`` (an :class:`Inference`), ``generate(context, steps, mode)``
 (uint8 frames and imagined READs), its ``policy`` (the
 :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`) and its ``loss`` module.
@@ -41,7 +41,10 @@ class Inference(NamedTuple):
     """Posterior boundaries of windows ``[N, T]``, the reconstructions ``[N, T, 3, H, W]``
     (uint8; black on the original model's context frames) and the per-step ``surprise``
     ``[N, T]``: the information the posterior takes in at each step,
-    ``KL(q(s) || p(s)) + READ * KL(q(z) || p(z))`` in nats.
+    ``KL(q(s) || p(s)) + READ * KL(q(z) || p(z))`` in nats. ``upper`` holds one
+    :class:`Inference` (``reconstruction`` ``None``) per level above level 1 (``levels >= 3``):
+    its READs, READ scores, forced-or-masked steps and its signal (the surprise of the level
+    below at that level's READs).
 
     Example:
         >>> from torchrl_vta.video import validate_config
@@ -56,6 +59,7 @@ class Inference(NamedTuple):
     forced: torch.Tensor
     reconstruction: torch.Tensor
     surprise: torch.Tensor
+    upper: tuple = ()
 
 
 class OriginalVariant:
@@ -79,6 +83,7 @@ class OriginalVariant:
         self.loss = OriginalVTALoss(self.module, **config.loss)
         self.total = OriginalVTALoss.total
         self.policy = self.model.segment_policy
+        self.levels = 2
 
     def losses(self, pixels: torch.Tensor) -> TensorDict:
         return self.loss(TensorDict(pixels=pixels, batch_size=pixels.shape[:2]))
@@ -124,13 +129,14 @@ class AgentVariant:
         spec = Composite(pixels=Unbounded((3, image_size, image_size)))
         self.world_model = make_world_model(
             spec, Unbounded((0,)), preset=AGENT_SIZES[config.size], rssm=config.rssm,
-            continue_head=False,
+            continue_head=False, levels=config.levels,
         ).to(device)
         self.rssm = self.world_model.rssm
         # Videos carry no reward: the reward head gets zero targets and zero weight.
         self.loss = WorldModelLoss(self.world_model, **{"reward_scale": 0.0, **config.loss})
         self.total = WorldModelLoss.total
         self.policy = self.rssm.segment_policy
+        self.levels = self.rssm.levels
 
     def _scaled(self, pixels: torch.Tensor) -> torch.Tensor:
         # The same 5-bit input as the original, on the [0, 1] scale of the agent decoder.
@@ -172,13 +178,29 @@ class AgentVariant:
         ).reshape(read.shape)
         return Inference(
             read.bool(), prob, td["next", "boundary_forced"][..., 0], reconstruction, surprise,
+            self._upper(td),
         )
+
+    def _upper(self, td: TensorDict) -> tuple:
+        out = []
+        for index, level in enumerate(self.rssm.upper):
+            read = td["next", "upper_boundary"][..., index]
+            signal = td.get(("next", "upper_surprise"), None)
+            signal = torch.zeros_like(read) if signal is None else signal[..., index]
+            if level.segment_policy.kind == "surprise":
+                prob = level.segment_policy.normalise(signal)
+            else:
+                prob = td["next", "upper_boundary_logits"][..., index, :].softmax(-1)[..., READ]
+            out.append(Inference(read.bool(), prob, td["next", "upper_boundary_forced"][..., index],
+                                 None, signal))
+        return tuple(out)
 
     def generate(self, context: torch.Tensor, steps: int, mode: str):
         batch, length = context.shape[:2]
         embed = self.world_model.encoder(self._scaled(context))
         no_action = embed.new_zeros(batch, length, 0)
-        out = self.rssm.generate(embed, no_action, embed.new_zeros(batch, steps, 0), mode=mode)
+        out = self.rssm.generate(embed, no_action, embed.new_zeros(batch, steps, 0), mode=mode,
+                                 level=self.rssm.levels - 1)
         frames = self.world_model.decoder(out["obs_feature"])[0]
         return _uint8(frames), out["boundary"][..., 0].bool()
 
