@@ -10,11 +10,11 @@ after warm-up:
 
 for TorchRL's DreamerV3 (``RSSMRolloutV3``, ``DreamerV3ModelLoss``,
 ``DreamerEnv`` + ``DreamerV3ActorLoss``, ``DreamerV3ValueLoss``) and for our
-model at ``levels=1`` and ``levels=2``, with matched widths (GRU belief, hidden
+model at ``levels=1``, ``levels=2`` and ``levels=3``, with matched widths (GRU belief, hidden
 width, 32-way categorical latents of the size's classes, CNN depth, head
 units), and reports times, ratios and peak memory (CPU: peak RSS increase
-sampled during the call; CUDA: ``max_memory_allocated``). Our ``levels=2`` model's
-abstract belief is ``--abstract-fraction`` of ``deter`` wide: 0.25 by default, as
+sampled during the call; CUDA: ``max_memory_allocated``). Our ``levels>=2`` models'
+abstract beliefs are ``--abstract-fraction`` of ``deter`` wide (every abstract level): 0.25 by default, as
 the ``size12m``/``size25m`` presets; ``--abstract-fraction 1`` times equal widths.
 
     python benchmarks/bench_update.py                       # everything; 6 min on an idle 2-core CPU
@@ -296,6 +296,7 @@ def main() -> None:
             "torchrl": lambda: torchrl_dreamer(size, device)[:2],
             "ours_l1": lambda: ours(size, 1, device)[:2],
             "ours_l2": lambda: ours(size, 2, device, args.abstract_fraction)[:2],
+            "ours_l3": lambda: ours(size, 3, device, args.abstract_fraction)[:2],
         }
         steps = {name: build() for name, build in builders.items()}
         for batch_name in args.batches:
@@ -309,12 +310,15 @@ def main() -> None:
                     result[f"{name}_mib"] = memory
                 result["l1_vs_torchrl"] = result["ours_l1_s"] / result["torchrl_s"]
                 result["l2_vs_l1"] = result["ours_l2_s"] / result["ours_l1_s"]
+                result["l3_vs_l1"] = result["ours_l3_s"] / result["ours_l1_s"]
                 rows.append(result)
                 print(
                     f"{size_name:8s} {batch_name:6s} {part:12s} torchrl {result['torchrl_s']:7.3f}s "
-                    f"ours L1 {result['ours_l1_s']:7.3f}s ours L2 {result['ours_l2_s']:7.3f}s | "
-                    f"L1/torchrl {result['l1_vs_torchrl']:.2f}  L2/L1 {result['l2_vs_l1']:.2f} | "
-                    f"peak MiB {result['torchrl_mib']:.0f}/{result['ours_l1_mib']:.0f}/{result['ours_l2_mib']:.0f}",
+                    f"ours L1 {result['ours_l1_s']:7.3f}s L2 {result['ours_l2_s']:7.3f}s "
+                    f"L3 {result['ours_l3_s']:7.3f}s | L1/torchrl {result['l1_vs_torchrl']:.2f}  "
+                    f"L2/L1 {result['l2_vs_l1']:.2f}  L3/L1 {result['l3_vs_l1']:.2f} | peak MiB "
+                    f"{result['torchrl_mib']:.0f}/{result['ours_l1_mib']:.0f}/"
+                    f"{result['ours_l2_mib']:.0f}/{result['ours_l3_mib']:.0f}",
                     flush=True,
                 )
     meta = {

@@ -25,10 +25,11 @@ def test_bench_update_times_every_model_and_writes_ratios(tmp_path):
     assert [(row["batch"], row["part"]) for row in report["rows"]] == [
         ("2x4", "world_model"), ("2x4", "learner")]
     for row in report["rows"]:
-        for model in ("torchrl", "ours_l1", "ours_l2"):
+        for model in ("torchrl", "ours_l1", "ours_l2", "ours_l3"):
             assert row[f"{model}_s"] > 0
         assert row["l1_vs_torchrl"] == row["ours_l1_s"] / row["torchrl_s"]
         assert row["l2_vs_l1"] == row["ours_l2_s"] / row["ours_l1_s"]
+        assert row["l3_vs_l1"] == row["ours_l3_s"] / row["ours_l1_s"]
 
 
 def test_loop_variants_compute_the_same_losses_as_the_library(tmp_path):
