@@ -156,13 +156,15 @@ def test_actor_gives_the_ensemble_no_gradient_and_the_intrinsic_reward_only_ente
     assert not torch.equal(again["intrinsic_lambda_target"], imagined["intrinsic_lambda_target"])
 
 
-def test_reward_free_learner_updates_every_part_and_resumes_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("levels", [2, 3])
+def test_reward_free_learner_updates_every_part_and_resumes_bit_for_bit(tmp_path, levels):
     env = make_env("maze", image_size=16, max_steps=30, seed=0)
     batch = torch.stack([env.rollout(12, break_when_any_done=False) for _ in range(2)])
 
     def fresh():
         torch.manual_seed(0)
-        agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)))
+        agent = Agent.from_env(env, preset="test", encoder=dict(cnn_mults=(1, 2)),
+                               levels=levels)
         return agent, Learner(agent, horizon=3, explore_mode="reward_free",
                               explore=dict(members=3, units=16, hierarchical=True))
 
