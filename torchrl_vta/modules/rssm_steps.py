@@ -28,10 +28,11 @@ from torchrl_vta.modules.rssm_state import RSSMState, RSSMStep
 __all__ = ["StackSteps"]
 
 
-def _cat(values: list[torch.Tensor | None]) -> torch.Tensor | None:
+def _cat(values: list[torch.Tensor | None], dim: int = -1) -> torch.Tensor | None:
     if not values or values[0] is None:
         return None
-    return torch.cat(values, -1)
+    # One level (levels=2): no copy.
+    return values[0] if len(values) == 1 else torch.cat(values, dim)
 
 
 def _mix(read, new, old):
@@ -147,10 +148,9 @@ class StackSteps:
 
     def _next_state(self, prev, belief, state, committed, reads, context, surprise) -> RSSMState:
         if committed:
-            abs_belief = torch.cat([c for c, _ in committed], -1)
-            abs_state = torch.cat([z for _, z in committed], -1)
-            seg_len, seg_num = self.segment_policy.advance(
-                torch.cat(reads, -1), prev.seg_len, prev.seg_num)
+            abs_belief = _cat([c for c, _ in committed])
+            abs_state = _cat([z for _, z in committed])
+            seg_len, seg_num = self.segment_policy.advance(_cat(reads), prev.seg_len, prev.seg_num)
         else:
             abs_belief, abs_state = prev.abs_belief, prev.abs_state
             seg_len, seg_num = prev.seg_len + 1, prev.seg_num
@@ -289,14 +289,15 @@ class StackSteps:
             decisions.append(decision)
             surprises.append(None if surprise is None else surprise.unsqueeze(-1))
             contexts.append(context)
-            lower_feature = torch.cat(abstract[index], -1)
+            if index + 1 < len(levels):
+                lower_feature = torch.cat(abstract[index], -1)
         committed, taken, belief = self._commit(levels, reads, abstract, candidates, continued,
                                                 embed)
         prior_stats = self.obs_prior(belief)
         post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
         state = self.obs_posterior.sample(post_stats, deterministic)
         new = self._next_state(prev, belief, state, committed, reads,
-                               torch.cat(contexts, -2), _cat(troughs) if troughs else prev.surprise)
+                               _cat(contexts, -2), _cat(troughs) if troughs else prev.surprise)
         return new, self._step_report(prior_stats, post_stats, taken, reads, decisions,
                                       prior_logits, surprises)
 
@@ -361,7 +362,8 @@ class StackSteps:
             reads.append(read)
             decisions.append(decision)
             prior_logits.append(decision.logits)
-            lower_feature = torch.cat(abstract[index], -1)
+            if index + 1 < len(levels):
+                lower_feature = torch.cat(abstract[index], -1)
         candidates = self._candidates(levels, abstract, action, None)
         committed, taken, belief = self._commit(levels, reads, abstract, candidates, continued,
                                                 None)
