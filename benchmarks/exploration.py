@@ -12,6 +12,9 @@ where it stopped)::
     python benchmarks/exploration.py finetune --root runs/exploration --seeds 0 1 2 --frames 3000
     python benchmarks/exploration.py report --root runs/exploration \\
         --out benchmarks/results/exploration_maze.json --plot benchmarks/images/exploration_maze.png
+    # runs whose directories are gone: merge an earlier report's rows (same config!)
+    python benchmarks/exploration.py report --root runs/exploration \\
+        --include benchmarks/results/exploration_seed0.json --out ...
 
 Coverage is read from each run's last checkpoint: its replay holds every env step in
 collection order with the maze's ground-truth ``pose`` ``(x, y, heading)``; a state is a
@@ -153,6 +156,13 @@ def report(args) -> dict:
             random = random_poses(int(seed), info["options"], frames)
             rows.setdefault("random", {})[int(seed)] = {"frames": frames,
                                                         "coverage": coverage(random, steps, checkpoints)}
+    for path in args.include or []:
+        for name, seeds in json.loads(Path(path).read_text())["runs"].items():
+            for seed, row in seeds.items():
+                # JSON made the integer keys strings.
+                row["coverage"] = {kind: {int(k): v for k, v in values.items()}
+                                   for kind, values in row["coverage"].items()}
+                rows.setdefault(name, {}).setdefault(int(seed), row)
     summary = {}
     for name, seeds in rows.items():
         final = [r["coverage"]["poses"][max(r["coverage"]["poses"])] for r in seeds.values()]
@@ -164,7 +174,8 @@ def report(args) -> dict:
         curves[name] = seeds
     out = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                        "date": datetime.date.today().isoformat()},
-           "command": " ".join(sys.argv), "summary": summary, "runs": rows}
+           "command": " ".join(sys.argv), "included": [str(p) for p in args.include or []],
+           "summary": summary, "runs": rows}
     if args.out:
         args.out.write_text(json.dumps(out, indent=1) + "\n")
     if args.plot:
@@ -216,6 +227,8 @@ def main(argv=None) -> None:
     command = sub.add_parser("report")
     command.add_argument("--root", type=Path, required=True)
     command.add_argument("--every", type=int, default=250)
+    command.add_argument("--include", type=Path, nargs="*",
+                         help="earlier report JSONs whose runs are added (seeds not in --root)")
     command.add_argument("--out", type=Path)
     command.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)

@@ -133,6 +133,15 @@ def test_exploration_counts_distinct_poses_of_every_run_and_random(tmp_path):
         poses = run["coverage"]["poses"]
         assert list(poses) == ["40", "80"] and 1 <= poses["40"] <= poses["80"] <= 80
     assert plot.stat().st_size > 0
+    # An earlier report's runs merge in where --root lacks their seed (seed 7 here).
+    earlier = json.loads(out.read_text())
+    earlier["runs"] = {"task": {"7": earlier["runs"]["task"]["0"]}}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    merged = tmp_path / "merged.json"
+    _run("exploration.py", "report", "--root", str(root), "--every", "40", "--out", str(merged),
+         "--include", str(tmp_path / "earlier.json"))
+    summary = json.loads(merged.read_text())["summary"]
+    assert summary["task"]["distinct_poses"]["n"] == 2 and summary["random"]["distinct_poses"]["n"] == 1
 
 
 def test_highway_control_scores_a_trained_run_against_the_baselines(tmp_path):
