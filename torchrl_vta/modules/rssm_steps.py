@@ -14,7 +14,8 @@ A step runs in three phases, the same for any number of levels:
    READs too, restarts from the new feature above; a COPYing level keeps its state bit for
    bit; the observation level restarts from level 1 on a level-1 READ.
 
-``levels=2`` is the VTA model of the paper; ``levels=1`` skips phases 2 and 3 (flat RSSM).
+``levels=2`` is the VTA model of the paper; ``levels=1`` has no abstract level, so phases 1–3
+only continue the observation level (the flat RSSM, through the same code).
 """
 
 from __future__ import annotations
@@ -159,7 +160,10 @@ class StackSteps:
     def _step_report(self, prior_stats, post_stats, taken, reads, decisions, prior_logits,
                      surprises) -> RSSMStep:
         """The :class:`RSSMStep` of a transition: level 1 in the historical fields, the
-        levels above it concatenated in the ``upper_*`` ones."""
+        levels above it concatenated in the ``upper_*`` ones (a flat stack: the observation
+        level's only)."""
+        if not reads:
+            return RSSMStep(prior_stats, post_stats, *([None] * 7))
         upper = slice(1, None)
         has_upper = len(reads) > 1
         return RSSMStep(
@@ -222,14 +226,6 @@ class StackSteps:
         deterministic = self._deterministic()
         abstract = self.split_abstract(prev)
         continued = self._continued(prev, abstract, action)
-        if self.levels == 1:
-            prior_stats = self.obs_prior(continued)
-            post_stats = self.obs_posterior(torch.cat([continued, embed], -1))
-            state = self.obs_posterior.sample(post_stats, deterministic)
-            new = self._next_state(prev, continued, state, [], [], prev.boundary_context,
-                                   prev.surprise)
-            return new, RSSMStep(prior_stats, post_stats, *([None] * 7))
-
         levels = abstract_levels(self)
         structural = self._structural(action, reset, first)
         candidates = self._candidates(levels, abstract, action, embed)
@@ -297,7 +293,8 @@ class StackSteps:
         post_stats = self.obs_posterior(torch.cat([belief, embed], -1))
         state = self.obs_posterior.sample(post_stats, deterministic)
         new = self._next_state(prev, belief, state, committed, reads,
-                               _cat(contexts, -2), _cat(troughs) if troughs else prev.surprise)
+                               _cat(contexts, -2) if contexts else prev.boundary_context,
+                               _cat(troughs) if troughs else prev.surprise)
         return new, self._step_report(prior_stats, post_stats, taken, reads, decisions,
                                       prior_logits, surprises)
 
@@ -328,13 +325,6 @@ class StackSteps:
         deterministic = self._deterministic()
         abstract = self.split_abstract(prev)
         continued = self._continued(prev, abstract, action)
-        if self.levels == 1:
-            prior_stats = self.obs_prior(continued)
-            state = self.obs_prior.sample(prior_stats, deterministic)
-            new = self._next_state(prev, continued, state, [], [], prev.boundary_context,
-                                   prev.surprise)
-            return new, RSSMStep(prior_stats, *([None] * 8))
-
         levels = abstract_levels(self)
         structural = self._structural(action, reset, False)
         batch = action.shape[:-1]
