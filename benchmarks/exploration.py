@@ -17,9 +17,9 @@ where it stopped)::
         --include benchmarks/results/exploration_seed0.json --out ...
 
 Coverage is read from each run's last checkpoint: its replay holds every env step in
-collection order with the maze's ground-truth ``pose`` ``(x, y, heading)``; a state is a
-pose, a cell a block of the grid. The random baseline steps the same maze (``seed``) with
-uniform actions. The recipe's random prefill (``collector.init_random_frames``) is part of
+collection order with the maze's ground-truth ``pose`` ``(x, y, heading)``; counted are
+distinct poses, cells (blocks of the grid) and states (cell × heading). The random baseline
+steps the same maze (``seed``) with uniform actions. The recipe's random prefill (``collector.init_random_frames``) is part of
 every agent's budget.
 """
 
@@ -124,11 +124,13 @@ def coverage(poses: torch.Tensor, steps_per_block: int, checkpoints) -> dict:
     Examples:
         >>> poses = torch.tensor([[0, 0, 0], [0, 0, 1], [1, 0, 1], [2, 0, 1]])
         >>> coverage(poses, 2, [2, 4])
-        {'poses': {2: 2, 4: 4}, 'cells': {2: 1, 4: 2}}
+        {'poses': {2: 2, 4: 4}, 'cells': {2: 1, 4: 2}, 'states': {2: 2, 4: 3}}
     """
     cells = torch.div(poses[:, :2], steps_per_block, rounding_mode="floor")
-    return {"poses": {k: len({tuple(p) for p in poses[:k].tolist()}) for k in checkpoints},
-            "cells": {k: len({tuple(c) for c in cells[:k].tolist()}) for k in checkpoints}}
+    # The issue's state: a cell and a heading.
+    states = torch.cat([cells, poses[:, 2:]], -1)
+    return {kind: {k: len({tuple(v) for v in values[:k].tolist()}) for k in checkpoints}
+            for kind, values in (("poses", poses), ("cells", cells), ("states", states))}
 
 
 def _spread(values: list[float]) -> dict:
@@ -165,9 +167,13 @@ def report(args) -> dict:
                 rows.setdefault(name, {}).setdefault(int(seed), row)
     summary = {}
     for name, seeds in rows.items():
-        final = [r["coverage"]["poses"][max(r["coverage"]["poses"])] for r in seeds.values()]
-        cells = [r["coverage"]["cells"][max(r["coverage"]["cells"])] for r in seeds.values()]
-        summary[name] = {"distinct_poses": _spread(final), "distinct_cells": _spread(cells)}
+        summary[name] = {}
+        for kind in ("poses", "cells", "states"):
+            # Runs merged from an earlier report may lack a kind counted since.
+            final = [r["coverage"][kind][max(r["coverage"][kind])] for r in seeds.values()
+                     if kind in r["coverage"]]
+            if final:
+                summary[name][f"distinct_{kind}"] = _spread(final)
         returns = [r["eval_return"] for r in seeds.values() if r.get("eval_return") is not None]
         if returns:
             summary[name]["eval_return"] = _spread(returns)
