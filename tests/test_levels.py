@@ -41,10 +41,13 @@ def level_reads(out, levels):
 
 
 @pytest.mark.parametrize("levels", [3, 4])
-@pytest.mark.parametrize("kind", ["learned", "surprise", "learned+surprise"])
-def test_a_higher_level_never_reads_without_the_level_below(levels, kind):
+@pytest.mark.parametrize("kind, source", [("learned", "level"), ("surprise", "level"),
+                                          ("learned+surprise", "level"),
+                                          ("surprise", "observation")])
+def test_a_higher_level_never_reads_without_the_level_below(levels, kind, source):
     torch.manual_seed(0)
-    rssm = rssm_of(levels, boundary_kind=kind, surprise_init_scale=0.5).train()
+    rssm = rssm_of(levels, boundary_kind=kind, surprise_init_scale=0.5,
+                   upper_surprise_source=source).train()
     embed, action, is_init = sequence()
     out, last = rssm.observe(embed, action, is_init)
     reads = level_reads(out, levels)
@@ -181,3 +184,18 @@ def test_levels3_state_dict_round_trip():
     out_b, _ = second.eval().observe(embed, action, is_init)
     for key in ("abs_belief", "boundary", "upper_boundary"):
         assert torch.equal(out_a[key], out_b[key])
+
+
+def test_upper_levels_decide_on_the_chosen_surprise_signal():
+    embed, action, is_init = sequence()
+    for source in ("level", "observation"):
+        torch.manual_seed(0)
+        rssm = rssm_of(3, boundary_kind="surprise", upper_surprise_source=source).eval()
+        out, _ = rssm.observe(embed, action, is_init)
+        if source == "observation":
+            # Level 2's signal is the observation level's surprise of the same step.
+            torch.testing.assert_close(out["upper_surprise"], out["obs_surprise"])
+        else:
+            assert not torch.allclose(out["upper_surprise"], out["obs_surprise"])
+    with pytest.raises(ValueError, match="upper_surprise_source"):
+        rssm_of(3, upper_surprise_source="pixels")

@@ -37,7 +37,10 @@ from torchrl_vta.modules.rssm_sequences import StackSequences
 from torchrl_vta.modules.rssm_steps import StackSteps
 from torchrl_vta.modules.segment_policy import SegmentPolicy
 
-__all__ = ["HierarchicalRSSM"]
+__all__ = ["UPPER_SURPRISE_SOURCES", "HierarchicalRSSM"]
+
+#: Surprise signals a level above level 1 can decide on (``upper_surprise_source``).
+UPPER_SURPRISE_SOURCES = ("level", "observation")
 
 class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
     """Tensor-level two-level RSSM with learned segment boundaries (VTA).
@@ -80,6 +83,10 @@ class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
             (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
         upper_max_seg_len / upper_max_seg_num: segment limits of the levels above level 1
             (in steps; ``None``, the default, disables them).
+        upper_surprise_source: the surprise signal of a level ``j + 1 >= 2`` (surprise
+            kinds), read at level ``j``'s READs: ``"level"`` (default), level ``j``'s own KL
+            on its continued candidate; ``"observation"``, the observation level's surprise,
+            so a higher level READs at the larger changes among the lower level's events.
 
     Every level-1 boundary decision is made by ``self.segment_policy`` (one
     :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,
@@ -142,8 +149,13 @@ class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
         surprise_init_scale: float = 1.0,
         upper_max_seg_len: int | None = None,
         upper_max_seg_num: int | None = None,
+        upper_surprise_source: str = "level",
     ):
         super().__init__()
+        if upper_surprise_source not in UPPER_SURPRISE_SOURCES:
+            raise ValueError(f"upper_surprise_source={upper_surprise_source!r} is not one of "
+                             f"{UPPER_SURPRISE_SOURCES}.")
+        self.upper_surprise_source = upper_surprise_source
         if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
             raise ValueError(f"levels={levels!r}: must be an int >= 1 (1 is the flat RSSM).")
         if action_dim < 0 or embed_dim <= 0:

@@ -8,8 +8,10 @@ A step runs in three phases, the same for any number of levels:
    feature of level ``j + 1``), with the posterior of the new embedding when filtering;
 2. **decisions**, bottom-up: level 1 from its boundary posterior and/or the observation
    level's surprise on the continued belief; level ``j + 1`` only where level ``j`` READs,
-   from its own detector and/or the surprise of level ``j``'s continued candidate (the
-   segment policies decide, forcing and sampling included);
+   from its own detector and/or its surprise signal: level ``j``'s KL on its continued
+   candidate (``upper_surprise_source="level"``) or the observation level's surprise
+   (``"observation"``), scored by the level's own statistics (the segment policies decide,
+   forcing and sampling included);
 3. **commit**, top-down: a READing level takes its candidate, or, where the level above
    READs too, restarts from the new feature above; a COPYing level keeps its state bit for
    bit; the observation level restarts from level 1 on a level-1 READ.
@@ -231,6 +233,7 @@ class StackSteps:
         candidates = self._candidates(levels, abstract, action, embed)
         batch = action.shape[:-1]
         reads, decisions, prior_logits, surprises, troughs, contexts = [], [], [], [], [], []
+        observation_surprise = None
         lower_feature = self.obs_feature(prev)
         for index, level in enumerate(levels):
             policy = level.segment_policy
@@ -239,16 +242,17 @@ class StackSteps:
             trough = prev.surprise[..., index] if policy.uses_surprise else None
             if policy.uses_surprise:
                 with torch.no_grad():
-                    if index == 0:
-                        surprise = self.obs_posterior.kl(
-                            self.obs_posterior(torch.cat([continued, embed], -1)),
-                            self.obs_prior(continued),
-                        )
+                    if index == 0 or self.upper_surprise_source == "observation":
+                        if observation_surprise is None:
+                            observation_surprise = self.obs_posterior.kl(
+                                self.obs_posterior(torch.cat([continued, embed], -1)),
+                                self.obs_prior(continued),
+                            ).reshape(batch)
+                        surprise = observation_surprise
                     else:
                         below = candidates[index - 1]
-                        surprise = levels[index - 1].posterior.kl(below.posterior_stats,
-                                                                  below.prior_stats)
-                    surprise = surprise.reshape(batch)
+                        surprise = levels[index - 1].posterior.kl(
+                            below.posterior_stats, below.prior_stats).reshape(batch)
                 criterion, normalised = policy.surprise_read(surprise, trough)
                 if structural is not None:
                     normalised = torch.where(structural, 0.0, normalised)
