@@ -34,7 +34,7 @@ import torch
 from tensordict import TensorDict
 from bench_update import _Specs, fake_batch  # same synthetic replay batch as bench_update.py
 from torchrl_vta import Agent, Learner, WorldModelLoss
-from torchrl_vta.modules import rssm as rssm_module
+from torchrl_vta.modules import rssm_state as rssm_module
 from torchrl_vta.objectives import actor_loss, imagination
 
 class _Buffers:
