@@ -108,8 +108,8 @@ def evaluate(env: EnvBase, agent: Agent, *, episodes: int, max_steps: int):
         >>> env.append_transform(agent.make_primer())
         TransformedEnv(...)
         >>> mean_return, episode = evaluate(env, agent, episodes=1, max_steps=5)
-        >>> episode.shape
-        torch.Size([5])
+        >>> 1 <= episode.shape[0] <= 5  # an episode can end early (the goal, in some mazes)
+        True
     """
     was_training = agent.training
     agent.eval()
