@@ -98,6 +98,13 @@ class StackSteps:
         return reset.reshape(action.shape[:-1]) if reset is not None else None
 
     # ------------------------------------------------------- phase 1: candidates
+    def _begin(self, prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None):
+        """What every step starts from: the reset state and action, the abstract levels'
+        states and modules, and the observation belief a COPY would take."""
+        prev, action = self._reset(prev, action, reset)
+        abstract = self.split_abstract(prev)
+        return prev, action, abstract, self._continued(prev, abstract, action), abstract_levels(self)
+
     def _continued(self, prev: RSSMState, abstract, action: torch.Tensor) -> torch.Tensor:
         """The observation belief a COPY would take (the current segment continues)."""
         inputs = [prev.state, action]
@@ -224,11 +231,8 @@ class StackSteps:
             >>> step.boundary[:, 0].tolist()
             [1.0, 1.0, 1.0]
         """
-        prev, action = self._reset(prev, action, reset)
+        prev, action, abstract, continued, levels = self._begin(prev, action, reset)
         deterministic = self._deterministic()
-        abstract = self.split_abstract(prev)
-        continued = self._continued(prev, abstract, action)
-        levels = abstract_levels(self)
         structural = self._structural(action, reset, first)
         candidates = self._candidates(levels, abstract, action, embed)
         batch = action.shape[:-1]
@@ -325,11 +329,8 @@ class StackSteps:
             >>> bool((step.upper_boundary <= step.boundary).all())
             True
         """
-        prev, action = self._reset(prev, action, reset)
+        prev, action, abstract, continued, levels = self._begin(prev, action, reset)
         deterministic = self._deterministic()
-        abstract = self.split_abstract(prev)
-        continued = self._continued(prev, abstract, action)
-        levels = abstract_levels(self)
         structural = self._structural(action, reset, False)
         batch = action.shape[:-1]
         reads, decisions, prior_logits = [], [], []
