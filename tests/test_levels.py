@@ -199,3 +199,14 @@ def test_upper_levels_decide_on_the_chosen_surprise_signal():
             assert not torch.allclose(out["upper_surprise"], out["obs_surprise"])
     with pytest.raises(ValueError, match="upper_surprise_source"):
         rssm_of(3, upper_surprise_source="pixels")
+
+
+def test_upper_levels_follow_level_one_temperature_and_limits():
+    rssm = rssm_of(3, upper_max_seg_len=2)
+    upper = rssm.upper[0].segment_policy
+    rssm.temperature = 0.3
+    assert upper.temperature == 0.3
+    with rssm.segment_policy.limits("off"):
+        assert upper.limit_mode == "off"
+    assert upper.limit_mode == rssm.segment_policy.limit_mode == "prior"
+    assert not any("_leader" in key for key in rssm.state_dict())

@@ -91,8 +91,8 @@ class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
     Every level-1 boundary decision is made by ``self.segment_policy`` (one
     :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,
     ``max_seg_len``, ``max_seg_num`` and ``limit_mode`` read and write it. The levels
-    above decide through their own policies (``self.upper[i].segment_policy``), with
-    level 1's temperature.
+    above decide through their own policies (``self.upper[i].segment_policy``), which
+    follow level 1's temperature and limit mode (``SegmentPolicy.follow``).
 
     Latents and boundaries are sampled in training mode and take their modes
     in eval mode (``module.eval()``), whatever TorchRL's exploration type.
@@ -257,7 +257,8 @@ class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
                                          hidden=boundary_hidden or hidden,
                                          layers=boundary_layers),
                     policy=SegmentPolicy(**{**policy_options, "max_seg_len": upper_max_seg_len,
-                                            "max_seg_num": upper_max_seg_num}),
+                                            "max_seg_num": upper_max_seg_num}
+                                         ).follow(self.segment_policy),
                 ))
             self.context_shape = ((levels - 1) * boundary_left, boundary_proj_dim)
         else:
@@ -308,8 +309,6 @@ class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
     @limit_mode.setter
     def limit_mode(self, value: str) -> None:
         self.segment_policy.limit_mode = value
-        for level in self.upper:
-            level.segment_policy.limit_mode = value
 
     @property
     def _carries_surprise(self) -> bool:

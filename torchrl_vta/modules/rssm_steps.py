@@ -278,7 +278,7 @@ class StackSteps:
             decision = policy.decide(
                 logits, role="posterior", deterministic=deterministic, structural=structural,
                 criterion_read=criterion if policy.kind == "surprise" else None,
-                allowed=allowed, temperature=self.segment_policy.temperature, **counters,
+                allowed=allowed, **counters,
             )
             read = decision.read
             if allowed is not None:
@@ -348,8 +348,7 @@ class StackSteps:
             decision = policy.decide(
                 level.boundary_prior(lower_feature), role="imagine", deterministic=deterministic,
                 seg_len=prev.seg_len[..., index], seg_num=prev.seg_num[..., index],
-                structural=structural, temperature=self.segment_policy.temperature,
-                allowed=allowed,
+                structural=structural, allowed=allowed,
             )
             read = decision.read
             if allowed is not None:

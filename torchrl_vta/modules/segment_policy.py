@@ -159,8 +159,10 @@ class SegmentPolicy(SurpriseCriterion, nn.Module):
     # ------------------------------------------------------------ options
     @property
     def limit_mode(self) -> str:
-        """``"prior"``, ``"both"`` or ``"off"`` (settable, checked)."""
-        return self._limit_mode
+        """``"prior"``, ``"both"`` or ``"off"`` (settable, checked); a follower's is its
+        leader's (:meth:`follow`)."""
+        leader = self.__dict__.get("_leader")
+        return leader.limit_mode if leader is not None else self._limit_mode
 
     @limit_mode.setter
     def limit_mode(self, value: str) -> None:
@@ -194,8 +196,25 @@ class SegmentPolicy(SurpriseCriterion, nn.Module):
 
     @property
     def temperature(self) -> float:
-        """Gumbel-softmax temperature (settable; :meth:`anneal` sets it from the schedule)."""
-        return self._temperature
+        """Gumbel-softmax temperature (settable; :meth:`anneal` sets it from the schedule);
+        a follower's is its leader's (:meth:`follow`)."""
+        leader = self.__dict__.get("_leader")
+        return leader.temperature if leader is not None else self._temperature
+
+    def follow(self, leader: "SegmentPolicy") -> "SegmentPolicy":
+        """Take ``leader``'s temperature and limit mode from now on (the levels of a stack
+        above level 1 follow level 1's policy, so annealing it or ``leader.limits(...)``
+        acts on every level). Not a submodule: the state dict is unchanged.
+
+        Examples:
+            >>> leader = SegmentPolicy()
+            >>> upper = SegmentPolicy().follow(leader)
+            >>> with leader.limits("off"):
+            ...     upper.limit_mode
+            'off'
+        """
+        self.__dict__["_leader"] = leader
+        return self
 
     @temperature.setter
     def temperature(self, value: float) -> None:
@@ -334,7 +353,6 @@ class SegmentPolicy(SurpriseCriterion, nn.Module):
         structural: torch.Tensor | None = None,
         criterion_read: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
-        temperature: float | torch.Tensor | None = None,
     ) -> BoundaryDecision:
         """Force, then decide, the boundary of one step (or of independent rows).
 
@@ -349,8 +367,6 @@ class SegmentPolicy(SurpriseCriterion, nn.Module):
                 ``surprise`` kind); replaces sampling, carries no gradient.
             allowed: ``[...]`` bool, where this level may READ (a level above the first:
                 where the level below READs); COPY is forced elsewhere.
-            temperature: Gumbel-softmax temperature instead of this policy's own (the
-                levels of a stack share level 1's, annealed once).
 
         Examples:
             >>> policy = SegmentPolicy(max_seg_len=2, limit_mode="both")
@@ -371,8 +387,7 @@ class SegmentPolicy(SurpriseCriterion, nn.Module):
         logits = force_logits(logits, force_read, force_copy)
         if criterion_read is not None:
             deterministic = True
-        temperature = self.temperature if temperature is None else temperature
-        sample = sample_boundary(logits, temperature, deterministic=deterministic)
+        sample = sample_boundary(logits, self.temperature, deterministic=deterministic)
         if criterion_read is not None:
             sample = force_sample(sample, criterion_read, ~criterion_read)
         sample = force_sample(sample, force_read, force_copy)
