@@ -9,6 +9,10 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def nonnegative(name: str, value: float) -> float:
     """``value`` as a float, or a ValueError naming ``name`` unless it is finite and >= 0."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):

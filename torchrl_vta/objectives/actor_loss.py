@@ -2,12 +2,14 @@
 
 :class:`ImaginationActorLoss` imagines from every posterior state of a rolled-out replay
 batch (:func:`~torchrl_vta.objectives.imagination.imagine_trajectories`), computes
-continue-weighted λ-returns with TorchRL's
-:func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`, normalises them
+continue-weighted λ-returns (:mod:`~torchrl_vta.objectives.returns`, TorchRL's
+:func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`), normalises them
 with TorchRL's :class:`~torchrl.modules.PercentileValueNorm` and returns the REINFORCE or
 dynamics-backprop actor loss; its second output feeds the critic's loss
 (:func:`~torchrl_vta.objectives.make_value_loss`). With an intrinsic reward
 (:class:`~torchrl_vta.objectives.Plan2Explore`) a second critic and return norm join in.
+What it reads from the replay batch (start states, replay-value inputs) is
+:mod:`~torchrl_vta.objectives.replay_inputs`.
 
 One learner step::
 
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import (
     ProbabilisticTensorDictModule,
@@ -43,21 +44,20 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import PercentileValueNorm
 from torchrl.modules.value_norm import ValueNorm
 from torchrl.objectives import LossModule
-from torchrl.objectives.utils import ValueEstimators, dispatch_value_estimator
-from torchrl.objectives.value.functional import td_lambda_return_estimate
+from torchrl.objectives.utils import ValueEstimators
 
 from torchrl_vta.distributed import gather_statistics
-from torchrl_vta.modules.rssm_state import RSSMState
+from torchrl_vta.objectives._checks import _is_real
 from torchrl_vta.objectives.imagination import DEFAULT_GAMMA, frozen, imagine_trajectories
+from torchrl_vta.objectives.replay_inputs import _START_FIELDS, ReplayInputs
+from torchrl_vta.objectives.returns import LambdaReturnEstimator, lambda_returns
 
 __all__ = ["GRADIENTS", "ImaginationActorLoss", "lambda_returns"]
 
 GRADIENTS = ("auto", "reinforce", "dynamics")
 
-_START_FIELDS = ("belief", "state", "abs_belief", "abs_state", "seg_len", "seg_num")
 
-
-class ImaginationActorLoss(LossModule):
+class ImaginationActorLoss(ReplayInputs, LambdaReturnEstimator, LossModule):
     """DreamerV3 actor loss on imagined trajectories of the hierarchical RSSM.
 
     ``forward(tensordict)`` takes a replay batch rolled out by the world model
@@ -280,108 +280,10 @@ class ImaginationActorLoss(LossModule):
         self.make_value_estimator(ValueEstimators.TDLambda, gamma=gamma, lmbda=lmbda)
 
     # ------------------------------------------------------------ estimator
-    def make_value_estimator(self, value_type: ValueEstimators = None, **hyperparams):
-        """Attach the TD(λ) estimator holding ``gamma`` and ``lmbda`` (the only supported type).
-
-        Examples:
-            >>> from torchrl.data import OneHot, Composite, Unbounded
-            >>> from torchrl_vta.modules.actor import make_actor
-            >>> from torchrl_vta.modules.world_model import make_world_model
-            >>> from torchrl_vta.objectives import make_value_model
-            >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
-            >>> dim = wm.rssm.feature_dim
-            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
-            ...                             value_model=make_value_model(dim, units=16))
-            >>> _ = loss.make_value_estimator(gamma=0.99, lmbda=0.9)
-            >>> round(loss.value_estimator.gamma.item(), 4), loss.gradient
-            (0.99, 'reinforce')
-        """
-        if value_type is None:
-            value_type = self.default_value_estimator
-        previous = self._value_estimator
-        if previous is not None:
-            hyperparams.setdefault("gamma", previous.gamma.item())
-            hyperparams.setdefault("lmbda", previous.lmbda.item())
-        gamma = hyperparams.get("gamma", DEFAULT_GAMMA)
-        lmbda = hyperparams.get("lmbda", 0.95)
-        if not _is_real(gamma) or not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}.")
-        if not _is_real(lmbda) or not 0 <= lmbda <= 1:
-            raise ValueError(f"lmbda must be in [0, 1], got {lmbda!r}.")
-        hyperparams.update(gamma=gamma, lmbda=lmbda)
-        dispatch_value_estimator(
-            self,
-            value_type,
-            supported=(ValueEstimators.TDLambda,),
-            tensor_keys={"value": self.tensor_keys.value},
-            value_network=None,
-            **hyperparams,
-        )
-        return self
-
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         if self._value_estimator is not None:
             self._value_estimator.set_keys(value=self.tensor_keys.value)
         self._set_in_keys()
-
-    def _start_fields(self) -> tuple[str, ...]:
-        if self.world_model.rssm.levels >= 2:
-            return _START_FIELDS
-        return tuple(name for name in _START_FIELDS if not name.startswith("abs_"))
-
-    def _set_in_keys(self) -> None:
-        keys = self.tensor_keys
-        self.in_keys = [getattr(keys, name) for name in self._start_fields()] + [
-            keys.terminated,
-            keys.boundary,
-        ]
-
-    # --------------------------------------------------------------- inputs
-    def start_state(self, tensordict: TensorDictBase) -> RSSMState:
-        """The posterior states of ``tensordict``, flattened to ``[N, ...]`` and detached.
-
-        ``boundary_context`` (unused by ``img_step``) is zeros; with
-        ``levels=1`` the abstract fields are empty.
-
-        Examples:
-            >>> import torch
-            >>> from tensordict import TensorDict
-            >>> from torchrl.data import OneHot, Composite, Unbounded
-            >>> from torchrl_vta.modules.actor import make_actor
-            >>> from torchrl_vta.modules.world_model import make_world_model
-            >>> from torchrl_vta.objectives import make_value_model
-            >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
-            >>> dim = wm.rssm.feature_dim
-            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
-            ...                             value_model=make_value_model(dim, units=16))
-            >>> batch = wm(TensorDict({"action": torch.zeros(2, 4, 3),
-            ...                        "is_init": torch.ones(2, 4, 1, dtype=torch.bool),
-            ...                        "next": {"position": torch.randn(2, 4, 5)}}, [2, 4]))
-            >>> loss.start_state(batch).abs_state.shape
-            torch.Size([8, 4])
-        """
-        rssm = self.world_model.rssm
-        batch = tensordict.batch_size
-        n = batch.numel()
-        fields = {}
-        for name in self._start_fields():
-            key = getattr(self.tensor_keys, name)
-            value = tensordict.get(key, None)
-            if value is None:
-                raise KeyError(
-                    f"ImaginationActorLoss needs the posterior entry {key!r} ({name}): "
-                    "run the world model on the batch first, or rename it with set_keys."
-                )
-            fields[name] = value.detach().reshape(n, *value.shape[len(batch):])
-        belief = fields["belief"]
-        start = rssm.initial_state([n], belief.device, belief.dtype)
-        return start._replace(**fields)
-
-    def _optional(self, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor | None:
-        value = tensordict.get(key, None)
-        if value is None:
-            return None
-        return value.detach().reshape(tensordict.batch_size.numel(), 1)
 
     # -------------------------------------------------------------- forward
     def forward(self, tensordict: TensorDictBase) -> tuple[TensorDict, TensorDict]:
@@ -483,95 +385,6 @@ class ImaginationActorLoss(LossModule):
         if self.intrinsic is not None:
             out.set(keys.intrinsic_lambda_target, targets[1].detach())
         return TensorDict(diagnostics, []), out
-
-    def replay_value_input(
-        self, tensordict: TensorDictBase, imagined: TensorDictBase, *, detach: bool = True
-    ) -> TensorDict:
-        """Inputs of TorchRL's ``DreamerV3ValueLoss.replay_value_loss`` for this batch.
-
-        The replay-value loss (DreamerV3 2025, weight 0.3) trains the critic
-        on the replay posterior states themselves, towards λ-returns along the
-        replay sequence that bootstrap from each state's first imagined
-        return. Returns a TensorDict with the batch of ``tensordict``
-        (``[B, T]``): the feature (detached unless ``detach=False``),
-        ``"bootstrap"`` (``imagined["lambda_target"][:, 0]``) and the replay
-        ``("next", "reward" / "done" / "terminated")``. Call
-        ``value_loss.replay_value_loss(out, horizon=1 / (1 - gamma), lmbda=lmbda)``.
-
-        Examples:
-            >>> import torch
-            >>> from tensordict import TensorDict
-            >>> from torchrl.data import OneHot, Composite, Unbounded
-            >>> from torchrl_vta.modules.actor import make_actor
-            >>> from torchrl_vta.modules.world_model import make_world_model
-            >>> from torchrl_vta.objectives import make_target_updater, make_value_loss, make_value_model
-            >>> wm = make_world_model(Composite(position=Unbounded((5,))), OneHot(3), preset="test")
-            >>> dim = wm.rssm.feature_dim
-            >>> value_model = make_value_model(dim, units=16)
-            >>> loss = ImaginationActorLoss(make_actor(OneHot(3), dim, units=16), wm,
-            ...                             value_model=value_model, horizon=3)
-            >>> zeros = torch.zeros(2, 4, 1, dtype=torch.bool)
-            >>> batch = wm(TensorDict({"action": torch.eye(3)[torch.zeros(2, 4, dtype=torch.long)],
-            ...                        "is_init": zeros, "next": {"position": torch.randn(2, 4, 5),
-            ...                        "reward": torch.ones(2, 4, 1), "done": zeros,
-            ...                        "terminated": zeros}}, [2, 4]))
-            >>> _, imagined = loss(batch)
-            >>> replay = loss.replay_value_input(batch, imagined)
-            >>> value_loss = make_value_loss(value_model)
-            >>> target_updater = make_target_updater(value_loss)
-            >>> value_loss.replay_value_loss(replay, horizon=333.0)["loss_replay_value"].shape
-            torch.Size([])
-        """
-        keys = self.tensor_keys
-        rssm = self.world_model.rssm
-        batch = tensordict.batch_size
-        names = ("belief", "state") + (("abs_belief", "abs_state") if rssm.levels >= 2 else ())
-        feature = torch.cat([tensordict.get(getattr(keys, name)) for name in names], -1)
-        bootstrap = imagined.get(keys.lambda_target)[..., 0, :].reshape(*batch, 1)
-        out = TensorDict(
-            {
-                keys.feature: feature.detach() if detach else feature,
-                "bootstrap": bootstrap.detach(),
-            },
-            batch,
-        )
-        for name in ("reward", "done", "terminated"):
-            value = tensordict.get(("next", name), None)
-            if value is None:
-                raise KeyError(f"replay_value_input needs the replay entry ('next', {name!r}).")
-            out.set(("next", name), value)
-        return out
-
-
-
-def lambda_returns(
-    reward: torch.Tensor,
-    value: torch.Tensor,
-    cont: torch.Tensor,
-    gamma: float,
-    lmbda: float,
-) -> torch.Tensor:
-    """DreamerV3 λ-returns with continue weights, ``[*B, H, 1]``.
-
-    ``reward``, ``value`` and ``cont`` are those of the states reached,
-    ``1..H``: ``R_t = r_{t+1} + γ c_{t+1} ((1 - λ) v_{t+1} + λ R_{t+1})``,
-    ``R_H = v_H``. This is TorchRL's
-    :func:`~torchrl.objectives.value.functional.td_lambda_return_estimate`
-    with the per-step discount ``γ c_{t+1}`` (its sequential form is exact
-    for a tensor discount and faster on CPU than the vectorised one).
-
-    Examples:
-        >>> import torch
-        >>> lambda_returns(torch.ones(1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 2, 1), 0.5, 1.0)
-        tensor([[[1.5000],
-                 [1.0000]]])
-    """
-    never = torch.zeros(reward.shape, dtype=torch.bool, device=reward.device)
-    return td_lambda_return_estimate(gamma * cont, lmbda, value, reward, never, never)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_categorical(actor: ProbabilisticTensorDictSequential) -> bool:
