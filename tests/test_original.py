@@ -13,8 +13,6 @@ from torchrl_vta.original import (
     OriginalVTAModule,
     VTADecoder,
     VTAEncoder,
-    postprocess_pixels,
-    preprocess_pixels,
 )
 from torchrl_vta.original import OriginalVTALoss
 
@@ -26,7 +24,7 @@ def _model(**kwargs) -> OriginalVTA:
 
 
 def _obs(batch: int = 3, steps: int = 12) -> torch.Tensor:
-    return torch.rand(batch, steps, 3, 32, 32) * 2 - 1
+    return torch.rand(batch, steps, 3, 32, 32)  # model space: floats in [0, 1]
 
 
 class _FixedLogits(nn.Module):
@@ -192,8 +190,7 @@ def test_generation_shapes_and_range(mode):
     model = _model().eval()
     out = model.generate(_obs(2, 3), 5, mode=mode)
     assert out.frames.shape == (2, 5, 3, 32, 32) and out.boundary.shape == (2, 5, 1)
-    assert out.frames.abs().max() <= 1
-    assert postprocess_pixels(out.frames).dtype == torch.uint8
+    assert out.frames.min() >= 0 and out.frames.max() <= 1
     if mode == "jumpy":
         assert out.boundary.eq(1).all()
     else:
@@ -214,19 +211,6 @@ def test_eval_mode_is_deterministic():
                            model.generate(obs[:, :3], 6, mode=mode).frames)
     model.train()
     assert not torch.equal(model(obs, init_size=2).boundary_log_sample, first.boundary_log_sample)
-
-
-def test_five_bit_quantisation():
-    pixels = torch.arange(256, dtype=torch.uint8)
-    centres = preprocess_pixels(pixels, dequantize=False)
-    assert centres.unique().numel() == 32
-    assert centres.min() > -1 and centres.max() < 1
-    noisy = preprocess_pixels(pixels.repeat(50))
-    # Dequantisation noise stays inside the level: the level is recovered exactly.
-    levels = torch.floor((noisy + 1) / 2 * 32)
-    assert torch.equal(levels, (pixels.repeat(50) // 8).float())
-    assert noisy.unique().numel() > 1000
-    assert postprocess_pixels(centres).unique().numel() == 32
 
 
 def test_module_and_loss_keys():
@@ -287,8 +271,6 @@ def test_bad_arguments():
         _model()(_obs(2, 10), init_size=5)
     with pytest.raises(ValueError, match="mode"):
         _model().generate(_obs(1, 2), 3, mode="sideways")
-    with pytest.raises(ValueError, match="uint8"):
-        preprocess_pixels(torch.zeros(3))
     with pytest.raises(ValueError, match="obs_std"):
         OriginalVTALoss(OriginalVTAModule(_model()), obs_std=0)
     with pytest.raises(ValueError, match="out_keys"):

@@ -68,9 +68,8 @@ from torchrl_vta.original import (
     OriginalVTA,
     OriginalVTALoss,
     OriginalVTAModule,
-    postprocess_pixels,
-    preprocess_pixels,
 )
+from torchrl_vta.pixels import quantize_pixels, to_uint8, to_unit
 from torchrl_vta.recipe import (
     TRAJ_KEY,
     configure_threads,
@@ -187,7 +186,8 @@ __all__ = [
     "make_world_model",
     "per_tolerance_table",
     "periodic_boundaries",
-    "postprocess_pixels",
-    "preprocess_pixels",
+    "quantize_pixels",
     "register_env",
+    "to_uint8",
+    "to_unit",
 ]

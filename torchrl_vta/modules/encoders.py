@@ -43,6 +43,7 @@ from torchrl_vta.modules.obs_routing import (
     route,
 )
 from torchrl_vta.modules.sets import SetEncoder, check_discrete_columns
+from torchrl_vta.pixels import to_unit
 
 __all__ = ["PATHS", "MultiEncoder", "key_name", "make_encoder_module", "prefix_key"]
 
@@ -300,7 +301,7 @@ class MultiEncoder(nn.Module):
             # Scale each key to [0, 1] first: the TorchRL encoder only rescales a
             # whole uint8 tensor, and keys may mix uint8 and float images.
             images = [by_key[k] for k in self.cnn_in_keys]
-            images = [x.float() / 255.0 if x.dtype == torch.uint8 else x for x in images]
+            images = [to_unit(x) for x in images]
             outputs.append(self.cnn(torch.cat(images, -3) if len(images) > 1 else images[0]))
         if self.mlp is not None:
             outputs.append(self.mlp(*(symlog(_as_float(by_key[k])) for k in self.mlp_in_keys)))

@@ -1,5 +1,5 @@
 """The original VTA video model (Kim, Ahn & Bengio, NeurIPS 2019), action-free, in its own
-subpackage: 5-bit pixels (``pixels``), its convolutional networks (``networks``), the model
+subpackage: its convolutional networks (``networks``), the model
 (``model``), its TensorDict wrapper (``module``) and its ELBO (``loss``). Its boundaries are
 decided by the package's one :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`.
 
@@ -15,7 +15,6 @@ from torchrl_vta.original.loss import OriginalVTALoss
 from torchrl_vta.original.model import GENERATION_MODES, OriginalVTA, VTAGeneration, VTAOutput
 from torchrl_vta.original.module import DEFAULT_VTA_KEYS, OriginalVTAModule
 from torchrl_vta.original.networks import ConvBoundaryPosterior, VTADecoder, VTAEncoder
-from torchrl_vta.original.pixels import postprocess_pixels, preprocess_pixels
 
 __all__ = [
     "DEFAULT_VTA_KEYS",
@@ -28,6 +27,4 @@ __all__ = [
     "VTAEncoder",
     "VTAGeneration",
     "VTAOutput",
-    "postprocess_pixels",
-    "preprocess_pixels",
 ]

@@ -29,7 +29,8 @@ class OriginalVTALoss(LossModule):
     TensorDict ``[*B, T]`` holding uint8 ``pixels`` and returns:
 
     * ``loss_reco``: ``-log N(x_t | Dec(f^s_t), obs_std)`` summed over pixels (``x`` is
-      the 5-bit dequantised input in ``[-1, 1]``, including the Gaussian constant);
+      the 5-bit dequantised input in model space, ``[0, 1]``, including the Gaussian
+      constant);
     * ``loss_kl_abs``: ``KL(q(z_t) || p(z_t)) * READ_t`` with the READ mask detached (COPY
       steps add exactly zero), averaged over all modelled steps as in the original;
     * ``loss_kl_obs``: ``KL(q(s_t) || p(s_t))``;
@@ -51,7 +52,8 @@ class OriginalVTALoss(LossModule):
     Keyword Args:
         reco_scale, kl_abs_scale, kl_obs_scale, boundary_scale: term weights (all 1 in
             the original).
-        obs_std: standard deviation of the pixel likelihood. Defaults to 1.
+        obs_std: standard deviation of the pixel likelihood, in model-space units.
+            Defaults to 0.5: the paper's unit standard deviation on its ``[-1, 1]`` scale.
 
     Examples:
         >>> from tensordict import TensorDict
@@ -107,7 +109,7 @@ class OriginalVTALoss(LossModule):
         kl_abs_scale: float = 1.0,
         kl_obs_scale: float = 1.0,
         boundary_scale: float = 1.0,
-        obs_std: float = 1.0,
+        obs_std: float = 0.5,
     ):
         super().__init__()
         if not isinstance(vta, OriginalVTAModule):
@@ -131,7 +133,7 @@ class OriginalVTALoss(LossModule):
             >>> from torchrl_vta.original import OriginalVTA, OriginalVTAModule
             >>> loss = OriginalVTALoss(OriginalVTAModule(OriginalVTA(belief_size=8, feat_size=8)))
             >>> round(loss.nll_constant(1), 4)
-            0.9189
+            0.2258
         """
         return pixels * (0.5 * math.log(2 * math.pi) + math.log(self.obs_std))
 

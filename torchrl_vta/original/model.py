@@ -38,7 +38,8 @@ Two levels of API:
   imagines ``"full"`` (both levels, prior boundaries) or ``"jumpy"`` (one segment per
   frame) futures.
 * :class:`OriginalVTAModule` (TensorDict): reads uint8 ``pixels`` ``[*B, T, 3, 32, 32]``,
-  applies the 5-bit preprocessing (:func:`preprocess_pixels`) and writes every output
+  reduces them to 5 bits in model space (:func:`~torchrl_vta.pixels.quantize_pixels`, floats
+  in ``[0, 1]``, the package's one pixel convention) and writes every output
   under the keys of :data:`DEFAULT_VTA_KEYS`; :class:`~torchrl_vta.original.loss.OriginalVTALoss`
   reads them.
 """
@@ -54,8 +55,12 @@ from torchrl_vta.modules.boundary import BoundaryPrior
 from torchrl_vta.modules.boundary_ops import mix_on_read
 from torchrl_vta.modules.latent import GaussianLatent, _check_int
 from torchrl_vta.modules.segment_policy import SegmentPolicy
-from torchrl_vta.original.networks import ConvBoundaryPosterior, VTADecoder, VTAEncoder
-from torchrl_vta.original.pixels import _check_frames
+from torchrl_vta.original.networks import (
+    ConvBoundaryPosterior,
+    VTADecoder,
+    VTAEncoder,
+    _check_frames,
+)
 
 __all__ = ["GENERATION_MODES", "OriginalVTA", "VTAGeneration", "VTAOutput"]
 
@@ -71,7 +76,7 @@ class VTAOutput(NamedTuple):
     fields cover every step.
 
     Attributes:
-        reconstruction: ``Dec(f^s_t)``, frames in ``[-1, 1]``.
+        reconstruction: ``Dec(f^s_t)``, frames in ``[0, 1]``.
         belief, state: observation level ``h_t``, ``s_t``.
         abs_belief, abs_state: abstract level ``c_t``, ``z_t``.
         prior_stats, posterior_stats: ``[mean, std]`` of ``p(s_t)`` and ``q(s_t)``.
@@ -113,7 +118,7 @@ class VTAGeneration(NamedTuple):
     """Output of :meth:`OriginalVTA.generate`.
 
     Attributes:
-        frames: generated frames ``[*B, steps, C, 32, 32]`` in ``[-1, 1]``.
+        frames: generated frames ``[*B, steps, C, 32, 32]`` in ``[0, 1]``.
         boundary: READ indicator ``[*B, steps, 1]`` (all ones in ``"jumpy"`` mode).
 
     Example:
@@ -148,7 +153,7 @@ class OriginalVTA(nn.Module):
 
     Examples:
         >>> model = OriginalVTA(belief_size=16, feat_size=16, state_size=4)
-        >>> out = model(torch.rand(2, 12, 3, 32, 32) * 2 - 1, init_size=2)
+        >>> out = model(torch.rand(2, 12, 3, 32, 32), init_size=2)
         >>> out.reconstruction.shape, out.boundary.shape
         (torch.Size([2, 12, 3, 32, 32]), torch.Size([2, 12, 1]))
         >>> out.modelled[0, :, 0].int().tolist()
@@ -234,7 +239,7 @@ class OriginalVTA(nn.Module):
     def forward(
         self, obs: torch.Tensor, *, init_size: int = 5, limit_posterior: bool = False
     ) -> VTAOutput:
-        """Infer and reconstruct a window ``obs [*B, T, C, 32, 32]`` (floats in ``[-1, 1]``).
+        """Infer and reconstruct a window ``obs [*B, T, C, 32, 32]`` (floats in ``[0, 1]``).
 
         The first and last ``init_size`` frames are context; the ``T - 2 * init_size``
         frames between them are modelled. ``limit_posterior`` also applies the segment
@@ -439,5 +444,5 @@ class OriginalVTA(nn.Module):
 
 
 #: Default TensorDict keys written by :class:`OriginalVTAModule` (field -> key); see
-#: :class:`VTAOutput` for their meaning. ``pixels_scaled`` is the preprocessed input in
-#: ``[-1, 1]`` (the reconstruction target) and ``reco_pixels`` the reconstruction.
+#: :class:`VTAOutput` for their meaning. ``pixels_scaled`` is the quantised input in
+#: ``[0, 1]`` (the reconstruction target) and ``reco_pixels`` the reconstruction.

@@ -10,7 +10,7 @@ from tensordict.utils import NestedKey
 
 from torchrl_vta.modules.latent import _check_int
 from torchrl_vta.original.model import OriginalVTA, VTAOutput
-from torchrl_vta.original.pixels import preprocess_pixels
+from torchrl_vta.pixels import quantize_pixels
 
 __all__ = ["DEFAULT_VTA_KEYS", "OriginalVTAModule"]
 
@@ -25,9 +25,10 @@ DEFAULT_VTA_KEYS: dict[str, NestedKey] = {
 class OriginalVTAModule(TensorDictModuleBase):
     """TensorDict wrapper of :class:`OriginalVTA` for windows ``[*B, T]``.
 
-    Reads ``pixels_key`` (uint8 ``[*B, T, C, 32, 32]``, preprocessed by
-    :func:`preprocess_pixels` with dequantisation noise in training mode and level centres
-    in eval mode; float pixels are taken as already preprocessed) and writes the keys of
+    Reads ``pixels_key`` (uint8 ``[*B, T, C, 32, 32]``, reduced to ``bits`` bits in model
+    space by :func:`~torchrl_vta.pixels.quantize_pixels`, with dequantisation noise in
+    training mode and level centres in eval mode; float pixels are taken as already in model
+    space, ``[0, 1]``) and writes the keys of
     :data:`DEFAULT_VTA_KEYS` (renamed by ``out_keys``).
 
     Args:
@@ -85,10 +86,10 @@ class OriginalVTAModule(TensorDictModuleBase):
             >>> module = OriginalVTAModule(OriginalVTA(belief_size=8, feat_size=8, state_size=2))
             >>> _ = module.eval()
             >>> module.preprocess(torch.full((1,), 255, dtype=torch.uint8)).item()
-            0.96875
+            0.984375
         """
         if pixels.dtype == torch.uint8:
-            return preprocess_pixels(pixels, self.bits, dequantize=self.training)
+            return quantize_pixels(pixels, self.bits, dequantize=self.training)
         return pixels
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

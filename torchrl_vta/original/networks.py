@@ -1,5 +1,9 @@
 """The original VTA's networks: the convolutional frame encoder/decoder for 32x32 frames and
-the non-causal Conv1d boundary posterior."""
+the non-causal Conv1d boundary posterior.
+
+Frames in and out are in the package's model space, floats in ``[0, 1]``
+(:mod:`torchrl_vta.pixels`); the convolutions compute on the paper's ``[-1, 1]``, mapped at
+the encoder's input and the decoder's output."""
 
 from __future__ import annotations
 
@@ -7,9 +11,20 @@ import torch
 from torch import nn
 
 from torchrl_vta.modules.latent import _check_int
-from torchrl_vta.original.pixels import _check_frames
 
-__all__ = ["ConvBoundaryPosterior", "VTADecoder", "VTAEncoder"]
+__all__ = ["ConvBoundaryPosterior", "IMAGE_SIZE", "VTADecoder", "VTAEncoder"]
+
+#: The original VTA's CNN reads and writes 32x32 frames.
+IMAGE_SIZE = 32
+
+
+def _check_frames(name: str, x: torch.Tensor, channels: int) -> None:
+    expected = (channels, IMAGE_SIZE, IMAGE_SIZE)
+    if x.dim() < 4 or tuple(x.shape[-3:]) != expected:
+        raise ValueError(
+            f"{name} must have shape [..., {channels}, 32, 32] (the original VTA CNN reads "
+            f"32x32 frames), got {tuple(x.shape)}."
+        )
 
 
 class VTAEncoder(nn.Module):
@@ -17,7 +32,7 @@ class VTAEncoder(nn.Module):
 
     Examples:
         >>> encoder = VTAEncoder(features=16)
-        >>> encoder(torch.randn(2, 5, 3, 32, 32)).shape
+        >>> encoder(torch.rand(2, 5, 3, 32, 32)).shape
         torch.Size([2, 5, 16])
     """
 
@@ -40,23 +55,23 @@ class VTAEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Embed frames ``[..., C, 32, 32]`` (floats in ``[-1, 1]``) to ``[..., features]``."""
+        """Embed frames ``[..., C, 32, 32]`` (floats in ``[0, 1]``) to ``[..., features]``."""
         _check_frames("frames", frames, self.channels)
         batch = frames.shape[:-3]
-        out = self.net(frames.reshape(-1, *frames.shape[-3:]))
+        out = self.net(frames.reshape(-1, *frames.shape[-3:]) * 2.0 - 1.0)
         return out.reshape(*batch, self.features)
 
 
 class VTADecoder(nn.Module):
-    """``in_features`` -> 32x32 frames in ``[-1, 1]``: 4 x ConvTranspose2d(k4) (1 -> 4 -> 8 ->
-    16 -> 32) with BatchNorm + ELU between, Tanh last.
+    """``in_features`` -> 32x32 frames in ``[0, 1]``: 4 x ConvTranspose2d(k4) (1 -> 4 -> 8 ->
+    16 -> 32) with BatchNorm + ELU between, Tanh last (the paper's ``[-1, 1]``, then mapped).
 
     An input width other than ``features`` is first mapped by Linear + ELU.
 
     Examples:
         >>> decoder = VTADecoder(8, features=16)
         >>> frames = decoder(torch.randn(2, 5, 8))
-        >>> frames.shape, bool(frames.abs().le(1).all())
+        >>> frames.shape, bool(frames.ge(0).all() and frames.le(1).all())
         (torch.Size([2, 5, 3, 32, 32]), True)
     """
 
@@ -86,7 +101,7 @@ class VTADecoder(nn.Module):
         """Decode ``[..., in_features]`` to frames ``[..., C, 32, 32]``."""
         batch = feature.shape[:-1]
         hidden = self.project(feature.reshape(-1, feature.shape[-1]))
-        out = self.net(hidden.reshape(-1, self.features, 1, 1))
+        out = (self.net(hidden.reshape(-1, self.features, 1, 1)) + 1.0) / 2.0
         return out.reshape(*batch, *out.shape[-3:])
 
 

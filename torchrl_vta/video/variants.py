@@ -18,15 +18,10 @@ from tensordict import TensorDict
 from torchrl.data import Composite, Unbounded
 
 from torchrl_vta.modules.boundary_ops import READ
-from torchrl_vta.original import (
-    OriginalVTA,
-    OriginalVTAModule,
-    postprocess_pixels,
-    preprocess_pixels,
-)
 from torchrl_vta.modules.world_model import make_world_model
-from torchrl_vta.original import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
+from torchrl_vta.original import OriginalVTA, OriginalVTALoss, OriginalVTAModule
+from torchrl_vta.pixels import quantize_pixels, to_uint8
 from torchrl_vta.video.config import (
     AGENT_SIZES,
     AgentModelConfig,
@@ -90,29 +85,24 @@ class OriginalVariant:
 
     def boundaries(self, pixels: torch.Tensor, forcing: bool) -> Inference:
         """Boundaries and reconstructions of whole windows (eval mode)."""
-        obs = preprocess_pixels(pixels, self.config.bits, dequantize=False)
+        obs = quantize_pixels(pixels, self.config.bits, dequantize=False)
         with self.policy.limits("both" if forcing else "off"):
             out = self.model(obs, init_size=self.config.init_size)
         # Context frames are not reconstructed: show them black.
-        reconstruction = torch.where(out.modelled[..., None, None], out.reconstruction, -1.0)
+        reconstruction = torch.where(out.modelled[..., None, None], out.reconstruction, 0.0)
         model = self.model
         surprise = model.obs_posterior.kl(out.posterior_stats, out.prior_stats) + out.boundary[
             ..., 0] * model.abs_posterior.kl(out.abs_posterior_stats, out.abs_prior_stats)
         return Inference(
             out.boundary[..., 0].bool(), out.boundary_logits.softmax(-1)[..., READ],
-            out.boundary_forced[..., 0], postprocess_pixels(reconstruction),
+            out.boundary_forced[..., 0], to_uint8(reconstruction),
             surprise.reshape(out.boundary.shape[:-1]),
         )
 
     def generate(self, context: torch.Tensor, steps: int, mode: str):
-        obs = preprocess_pixels(context, self.config.bits, dequantize=False)
+        obs = quantize_pixels(context, self.config.bits, dequantize=False)
         out = self.model.generate(obs, steps, mode=mode)
-        return postprocess_pixels(out.frames), out.boundary[..., 0].bool()
-
-
-def _uint8(frames: torch.Tensor) -> torch.Tensor:
-    # The agent decoder's [0, 1] frames as the uint8 frames every picture and metric takes.
-    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+        return to_uint8(out.frames), out.boundary[..., 0].bool()
 
 
 class AgentVariant:
@@ -139,9 +129,8 @@ class AgentVariant:
         self.levels = self.rssm.levels
 
     def _scaled(self, pixels: torch.Tensor) -> torch.Tensor:
-        # The same 5-bit input as the original, on the [0, 1] scale of the agent decoder.
-        x = preprocess_pixels(pixels, self.config.bits, dequantize=self.world_model.training)
-        return (x + 1) / 2
+        # The same 5-bit input as the original's, in the package's model space.
+        return quantize_pixels(pixels, self.config.bits, dequantize=self.world_model.training)
 
     def _tensordict(self, pixels: torch.Tensor) -> TensorDict:
         batch, steps = pixels.shape[:2]
@@ -164,7 +153,7 @@ class AgentVariant:
     def boundaries(self, pixels: torch.Tensor, forcing: bool):
         with self.policy.limits("both" if forcing else "off"):
             td = self.world_model(self._tensordict(pixels))
-        reconstruction = _uint8(td["next", "reco_pixels"])
+        reconstruction = to_uint8(td["next", "reco_pixels"])
         read = td["next", "boundary"][..., 0]
         if self.policy.kind == "surprise":
             # The criterion's score is the normalised surprise (its logits are hard).
@@ -202,7 +191,7 @@ class AgentVariant:
         out = self.rssm.generate(embed, no_action, embed.new_zeros(batch, steps, 0), mode=mode,
                                  level=self.rssm.levels - 1)
         frames = self.world_model.decoder(out["obs_feature"])[0]
-        return _uint8(frames), out["boundary"][..., 0].bool()
+        return to_uint8(frames), out["boundary"][..., 0].bool()
 
 
 def make_variant(config: VideoConfig, device: torch.device | str = "cpu"):
