@@ -19,7 +19,10 @@ where it stopped)::
 Coverage is read from each run's last checkpoint: its replay holds every env step in
 collection order with the maze's ground-truth ``pose`` ``(x, y, heading)``; counted are
 distinct poses, cells (blocks of the grid) and states (cell × heading). The random baseline
-steps the same maze (``seed``) with uniform actions. The recipe's random prefill (``collector.init_random_frames``) is part of
+steps the same maze (``seed``) with uniform actions. Every row also has its goal rate: the
+share of finished training episodes (from the run's logged ``train/episode_return``; for
+random, of its own rollout) that reached the goal, which separates fine-tuned from scratch
+runs where a few evaluation episodes (``--eval-episodes``, at the end) cannot. The recipe's random prefill (``collector.init_random_frames``) is part of
 every agent's budget.
 """
 
@@ -39,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "vta_dreamer.py"
 #: Every run: the maze, one thread; evaluation only at the end (``--model`` picks the preset).
-COMMON = ["env=maze", "threads=1", "eval.episodes=5"]
+COMMON = ["env=maze", "threads=1"]
 #: Overrides of each agent.
 AGENTS = {
     "task": ["explore.mode=off"],
@@ -60,6 +63,7 @@ def _launch(run: Path, overrides: list[str], log: Path) -> None:
 def _budget(args) -> list[str]:
     frames = args.frames
     return [f"model={args.model}", f"collector.total_frames={frames}", f"eval.every_frames={frames}",
+            f"eval.episodes={args.eval_episodes}",
             f"checkpoint.every_frames={max(frames // 6, 1)}", *args.overrides]
 
 
@@ -105,17 +109,41 @@ def poses_of_run(run: Path) -> tuple[torch.Tensor, dict]:
                                     "eval_return": state["counters"].get("eval_return")}
 
 
-def random_poses(seed: int, options: dict, frames: int) -> torch.Tensor:
-    """Poses of ``frames`` uniform-random steps in the maze of ``seed`` (episodes auto-reset)."""
+def random_rollout(seed: int, options: dict, frames: int):
+    """``frames`` uniform-random steps in the maze of ``seed`` (episodes auto-reset)."""
     from torchrl_vta.envs import make_env
 
     env = make_env("maze", seed=seed, **options)
     generator = torch.Generator().manual_seed(seed)
     actions = torch.eye(3)[torch.randint(3, (frames,), generator=generator)]
     step = iter(actions)
-    rollout = env.rollout(frames, lambda td: td.set("action", next(step)),
-                          break_when_any_done=False)
-    return rollout["next", "pose"]
+    return env.rollout(frames, lambda td: td.set("action", next(step)),
+                       break_when_any_done=False)
+
+
+def episode_success(rewards: torch.Tensor, done: torch.Tensor) -> dict:
+    """Finished episodes and the share of them that reached the goal (any reward > 0).
+
+    Example:
+        >>> rewards = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+        >>> done = torch.tensor([False, False, True, False, False, True])
+        >>> episode_success(rewards, done)
+        {'episodes': 2, 'success': 0.5}
+    """
+    rewards, done = rewards.flatten(), done.flatten().bool()
+    ends = done.nonzero().flatten().tolist()
+    starts = [0] + [e + 1 for e in ends[:-1]]
+    hits = [bool(rewards[a : b + 1].gt(0).any()) for a, b in zip(starts, ends)]
+    return {"episodes": len(hits), "success": sum(hits) / len(hits) if hits else None}
+
+
+def train_success(run: Path) -> dict:
+    """Training episodes of a run (its logged ``train/episode_return``) and their goal rate."""
+    path = run / "logs" / "vta_dreamer" / "scalars" / "train" / "episode_return.csv"
+    returns = [float(line.split(",")[1]) for line in path.read_text().splitlines()
+               if line.strip()] if path.exists() else []
+    return {"episodes": len(returns),
+            "success": sum(r > 0 for r in returns) / len(returns) if returns else None}
 
 
 def coverage(poses: torch.Tensor, steps_per_block: int, checkpoints) -> dict:
@@ -153,11 +181,12 @@ def report(args) -> dict:
         checkpoints = sorted({min(frames, k) for k in range(args.every, frames + args.every, args.every)})
         cov = coverage(poses, steps, checkpoints)
         rows.setdefault(name, {})[int(seed)] = {"frames": frames, "eval_return": info["eval_return"],
-                                                "coverage": cov}
-        if name not in ("finetuned", "scratch") and int(seed) not in rows.get("random", {}):
-            random = random_poses(int(seed), info["options"], frames)
-            rows.setdefault("random", {})[int(seed)] = {"frames": frames,
-                                                        "coverage": coverage(random, steps, checkpoints)}
+                                                "coverage": cov, "train": train_success(run_dir)}
+        if int(seed) not in rows.get("random", {}):
+            random = random_rollout(int(seed), info["options"], frames)
+            rows.setdefault("random", {})[int(seed)] = {
+                "frames": frames, "coverage": coverage(random["next", "pose"], steps, checkpoints),
+                "train": episode_success(random["next", "reward"], random["next", "done"])}
     for path in args.include or []:
         for name, seeds in json.loads(Path(path).read_text())["runs"].items():
             for seed, row in seeds.items():
@@ -177,6 +206,10 @@ def report(args) -> dict:
         returns = [r["eval_return"] for r in seeds.values() if r.get("eval_return") is not None]
         if returns:
             summary[name]["eval_return"] = _spread(returns)
+        success = [r["train"]["success"] for r in seeds.values()
+                   if r.get("train", {}).get("success") is not None]
+        if success:
+            summary[name]["train_success"] = _spread(success)
         curves[name] = seeds
     out = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
                        "date": datetime.date.today().isoformat()},
@@ -190,7 +223,8 @@ def report(args) -> dict:
         poses = row["distinct_poses"]
         print(f"{name:>10}: distinct poses {poses['mean']:.0f} ± {poses['std']:.0f} "  # noqa: T201
               f"(n={poses['n']}), cells {row['distinct_cells']['mean']:.1f}"
-              + (f", eval return {row['eval_return']['mean']:.2f}" if "eval_return" in row else ""))
+              + (f", eval return {row['eval_return']['mean']:.2f}" if "eval_return" in row else "")
+              + (f", goal rate {row['train_success']['mean']:.2f}" if "train_success" in row else ""))
     return out
 
 
@@ -227,6 +261,8 @@ def main(argv=None) -> None:
         command.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
         command.add_argument("--frames", type=int, default=6000)
         command.add_argument("--model", default="cpu", help="the model preset group (tiny: tests)")
+        command.add_argument("--eval-episodes", type=int, default=5,
+                             help="evaluation episodes at the end of each run")
         command.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
         if name == "run":
             command.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))

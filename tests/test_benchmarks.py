@@ -119,7 +119,8 @@ def test_set_capacity_reports_the_position_error_per_width(tmp_path):
 
 def test_exploration_counts_distinct_poses_of_every_run_and_random(tmp_path):
     root = tmp_path / "runs"
-    tiny = ["--model", "tiny", "--frames", "80", "--seeds", "0", "--", "env.options.image_size=16"]
+    tiny = ["--model", "tiny", "--frames", "80", "--seeds", "0", "--", "env.options.image_size=16",
+            "env.options.max_steps=20"]
     _run("exploration.py", "run", "--root", str(root), "--agents", "task", "p2e_hier", *tiny)
     _run("exploration.py", "finetune", "--root", str(root), *tiny)
     out, plot = tmp_path / "exploration.json", tmp_path / "exploration.png"
@@ -132,6 +133,12 @@ def test_exploration_counts_distinct_poses_of_every_run_and_random(tmp_path):
         assert run["frames"] == 80
         poses = run["coverage"]["poses"]
         assert list(poses) == ["40", "80"] and 1 <= poses["40"] <= poses["80"] <= 80
+    # Goal rates: random's from its own rollout (80 steps, episodes of at most 20), the
+    # agents' from their logged training episodes.
+    assert report["runs"]["random"]["0"]["train"]["episodes"] >= 4
+    for name in ("random", "task", "finetuned", "scratch"):
+        train = report["runs"][name]["0"]["train"]
+        assert train["episodes"] >= 1 and 0 <= train["success"] <= 1
     assert plot.stat().st_size > 0
     # An earlier report's runs merge in where --root lacks their seed (seed 7 here).
     earlier = json.loads(out.read_text())
