@@ -17,8 +17,8 @@ Example:
     >>> policy = SegmentPolicy(kind="surprise", surprise_momentum=0.0)
     >>> with recording(records, every=1):
     ...     policy.update_statistics(torch.tensor([1.0] * 9 + [30.0]))
-    >>> records[0]["update"], 1.0 < records[0]["scale_nats"] < 30.0
-    (0, True)
+    >>> records[0]["update"], records[0]["level"], 1.0 < records[0]["scale_nats"] < 30.0
+    (0, 1, True)
 """
 
 from __future__ import annotations
@@ -38,20 +38,34 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vta_video.py"
 @contextlib.contextmanager
 def recording(records: list, every: int = 50, path: Path | None = None):
     """Within the block, every ``every``-th training call of
-    :meth:`SegmentPolicy.update_statistics` appends ``{update, scale_nats, histogram_log1p}``
-    to ``records`` (and rewrites ``path`` as JSON when given)."""
+    :meth:`SegmentPolicy.update_statistics` appends ``{update, level, scale_nats,
+    histogram_log1p, above_scale}`` to ``records`` (and rewrites ``path`` as JSON when given).
+
+    Each policy is counted on its own, so with ``levels >= 3`` every abstract level is traced;
+    ``level`` numbers the policies in the order they are first updated (level 1 first, as
+    the model updates them), and ``above_scale`` is the share of the call's valid steps whose
+    surprise lay above the scale from before the update.
+    """
     original = SegmentPolicy.update_statistics
-    calls = [0]
+    levels: dict[int, int] = {}  # id(policy) -> level, in the order of first update
+    calls: dict[int, int] = {}  # id(policy) -> training updates so far
 
     def traced(self, surprise, valid=None):
+        before = self.surprise_scale.item()
         original(self, surprise, valid)
         if self.training:
-            if calls[0] % every == 0:
-                records.append({"update": calls[0], "scale_nats": self.surprise_scale.item(),
-                                "histogram_log1p": self.surprise_histogram.tolist()})
+            level = levels.setdefault(id(self), len(levels) + 1)
+            count = calls.get(id(self), 0)
+            calls[id(self)] = count + 1
+            if count % every == 0:
+                steps = surprise if valid is None else surprise[valid.bool()]
+                rate = steps.gt(before).float().mean().item() if steps.numel() else None
+                records.append({"update": count, "level": level,
+                                "scale_nats": self.surprise_scale.item(),
+                                "histogram_log1p": self.surprise_histogram.tolist(),
+                                "above_scale": rate})
                 if path is not None:
                     path.write_text(json.dumps({"records": records}))
-            calls[0] += 1
 
     SegmentPolicy.update_statistics = traced
     try:

@@ -73,6 +73,20 @@ def test_surprise_trace_records_the_statistics_of_a_training_run(tmp_path):
         assert abs(sum(record["histogram_log1p"]) - 1.0) < 1e-4
 
 
+def test_surprise_trace_follows_every_abstract_level(tmp_path):
+    out = tmp_path / "trace.json"
+    _run("surprise_trace.py", str(out), "--every", "1", "--", "preset=smoke",
+         "dataset=nested_one_ball", "model=agent", "model.levels=3",
+         "+model.rssm.boundary_kind=surprise", f"hydra.run.dir={tmp_path / 'run'}",
+         f"data_dir={tmp_path / 'data'}")
+    records = json.loads(out.read_text())["records"]
+    for level in (1, 2):
+        mine = [record for record in records if record["level"] == level]
+        assert [record["update"] for record in mine] == [0, 1, 2]
+        for record in mine:
+            assert record["above_scale"] is None or 0 <= record["above_scale"] <= 1
+
+
 def test_distributed_throughput_measures_collection_and_a_two_rank_learner(tmp_path):
     out = tmp_path / "throughput.json"
     _run("distributed_throughput.py", "run", "--backends", "local", "--batches", "1",
