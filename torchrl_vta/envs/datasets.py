@@ -46,7 +46,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchrl_vta.envs.balls import BallsWorld
-from torchrl_vta.envs.maze import NUM_ACTIONS, MazeWorld, make_maze
+from torchrl_vta.envs.maze_layout import make_maze
+from torchrl_vta.envs.maze_world import NUM_ACTIONS, MazeWorld
 from torchrl_vta.envs.registry import check_registration
 
 __all__ = ["WORLDS", "generate_dataset", "load_or_generate", "register_dataset", "registered_datasets"]
@@ -154,8 +155,8 @@ def generate_dataset(
         **world_options: ``balls``: ``num_balls``, ``radius``, ``speed``, ``random_change_prob``,
             ``ball_collisions``, ``audio_dim``, ``scene_every``, ``scene_jitter`` (see
             :class:`~torchrl_vta.envs.balls.BallsWorld`; ``nested_balls`` takes the same);
-            ``maze``: ``maze_size``, ``loop_prob`` (see :func:`~torchrl_vta.envs.maze.make_maze`),
-            ``steps_per_block``, ``fov`` (see :class:`~torchrl_vta.envs.maze.MazeWorld`).
+            ``maze``: ``maze_size``, ``loop_prob`` (see :func:`~torchrl_vta.envs.maze_layout.make_maze`),
+            ``steps_per_block``, ``fov`` (see :class:`~torchrl_vta.envs.maze_world.MazeWorld`).
 
     Example:
         >>> data = generate_dataset("maze", 2, 5, seed=0, maze_size=3)
