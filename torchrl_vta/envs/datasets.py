@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from torchrl_vta.envs.balls import BallsWorld
+from torchrl_vta.envs.balls_world import BallsWorld
 from torchrl_vta.envs.maze_layout import make_maze
 from torchrl_vta.envs.maze_world import NUM_ACTIONS, MazeWorld
 from torchrl_vta.envs.registry import check_registration
@@ -154,7 +154,7 @@ def generate_dataset(
         image_size: frame side in pixels.
         **world_options: ``balls``: ``num_balls``, ``radius``, ``speed``, ``random_change_prob``,
             ``ball_collisions``, ``audio_dim``, ``scene_every``, ``scene_jitter`` (see
-            :class:`~torchrl_vta.envs.balls.BallsWorld`; ``nested_balls`` takes the same);
+            :class:`~torchrl_vta.envs.balls_world.BallsWorld`; ``nested_balls`` takes the same);
             ``maze``: ``maze_size``, ``loop_prob`` (see :func:`~torchrl_vta.envs.maze_layout.make_maze`),
             ``steps_per_block``, ``fov`` (see :class:`~torchrl_vta.envs.maze_world.MazeWorld`).
 

@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["SCENE_PALETTE", "SceneSchedule", "check_scene_options"]
 
 #: Scene (background) colours (RGB): dark, pairwise >= 56 apart, >= 72 from black and
-#: >= 130 from every ball colour of :data:`torchrl_vta.envs.balls.PALETTE`, so pixel colours
+#: >= 130 from every ball colour of :data:`torchrl_vta.envs.balls_world.PALETTE`, so pixel colours
 #: tell background, balls and the white marker apart exactly.
 SCENE_PALETTE = np.array(
     [
