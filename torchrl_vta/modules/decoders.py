@@ -14,9 +14,9 @@ feature with one network per path, built from TorchRL's DreamerV3 blocks:
   key's mask marks, see :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`).
 
 :meth:`MultiDecoder.loss` gives each key's per-sample loss (image MSE summed
-over pixels, vector symlog-MSE summed over the vector, audio MSE summed), and
-:func:`make_decoder_module` wraps the decoder in a
-:class:`~tensordict.nn.TensorDictModule`.
+over pixels, vector symlog-MSE summed over the vector, audio MSE summed;
+:mod:`~torchrl_vta.modules.reconstruction`), and :func:`make_decoder_module` wraps the
+decoder in a :class:`~tensordict.nn.TensorDictModule`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey, unravel_key
 from torch import nn
 from torchrl.modules import DreamerV3ImageDecoder, DreamerV3MLP
-from torchrl.modules.functional import symlog
 
 from torchrl_vta.modules.sets import SetDecoder
 from torchrl_vta.modules.encoders import (
@@ -38,11 +37,12 @@ from torchrl_vta.modules.encoders import (
     key_name,
     prefix_key,
 )
+from torchrl_vta.modules.reconstruction import ReconstructionLoss
 
 __all__ = ["MultiDecoder", "make_decoder_module"]
 
 
-class MultiDecoder(nn.Module):
+class MultiDecoder(ReconstructionLoss, nn.Module):
     """Predict observation keys from features ``[*B, in_features]``.
 
     Outputs follow :attr:`out_keys`: image keys, then vector keys, then audio
@@ -307,70 +307,6 @@ class MultiDecoder(nn.Module):
                 outputs.extend(module(value).split(sizes, dim=-1))
         outputs.extend(decoder(value) for decoder in self.sets)
         return tuple(outputs)
-
-    def loss(
-        self,
-        predictions: Mapping[NestedKey, torch.Tensor],
-        targets: Mapping[NestedKey, torch.Tensor],
-    ) -> dict[NestedKey, torch.Tensor]:
-        """Per-key, per-sample reconstruction losses of shape ``[*B]``.
-
-        Images: squared error summed over ``C, H, W``, uint8 targets divided by
-        255 first. Vectors: ``(prediction - symlog(target))**2`` summed.
-        Audio: squared error summed. A perfect prediction scores exactly 0. Sets: the
-        masked reconstruction plus the existence BCE of
-        :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`, with the mask read from
-        ``targets`` at the key's ``set_mask_keys`` entry. Both mappings are indexed by
-        observation key (:attr:`out_keys`); extra entries are ignored.
-
-        Examples:
-            >>> import torch
-            >>> from torchrl.modules.functional import symlog
-            >>> decoder = MultiDecoder({"position": (2,)}, {"position": "mlp"}, 4, mlp_units=8)
-            >>> target = torch.tensor([[10.0, -3.0]])
-            >>> decoder.loss({"position": symlog(target)}, {"position": target})
-            {'position': tensor([0.])}
-        """
-        predictions = {unravel_key(k): v for k, v in predictions.items()}
-        targets = {unravel_key(k): v for k, v in targets.items()}
-        losses = {}
-        for key in self.out_keys:
-            for name, source in (("predictions", predictions), ("targets", targets)):
-                if key not in source:
-                    raise ValueError(
-                        f"{name} has no entry for the decoded key {key_name(key)!r}; "
-                        f"it needs all of {[key_name(k) for k in self.out_keys]}."
-                    )
-            prediction, target = predictions[key], targets[key]
-            path = self.routing[key]
-            if path == "set":
-                mask_key = self.set_mask_keys.get(key)
-                if mask_key is not None and mask_key not in targets:
-                    raise ValueError(
-                        f"targets has no entry for {key_name(mask_key)!r}, the mask of the "
-                        f"set key {key_name(key)!r}."
-                    )
-                decoder = self.sets[self.set_out_keys.index(key)]
-                reconstruction, existence = decoder.loss(
-                    prediction, target, None if mask_key is None else targets[mask_key])
-                losses[key] = reconstruction + existence
-                continue
-            if prediction.shape != target.shape:
-                raise ValueError(
-                    f"Prediction and target of {key_name(key)!r} differ in shape: "
-                    f"{tuple(prediction.shape)} vs {tuple(target.shape)}."
-                )
-            if path == "cnn":
-                if target.dtype == torch.uint8:
-                    target = target.float() / 255.0
-                event_dims = (-3, -2, -1)
-            else:
-                event_dims = (-1,)
-            target = target.to(prediction.dtype)
-            if path == "mlp":
-                target = symlog(target)
-            losses[key] = (prediction - target).square().sum(event_dims)
-        return losses
 
 
 def make_decoder_module(
