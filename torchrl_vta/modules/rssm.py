@@ -23,7 +23,7 @@ READ.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -31,8 +31,8 @@ from torch import nn
 from torchrl_vta.modules._layers import dense_block
 from torchrl_vta.modules.boundary import BoundaryPosterior, BoundaryPrior
 from torchrl_vta.modules.latent import make_latent
+from torchrl_vta.modules.rssm_features import StackFeatures
 from torchrl_vta.modules.rssm_levels import UpperLevel
-from torchrl_vta.modules.rssm_state import RSSMState
 from torchrl_vta.modules.rssm_sequences import StackSequences
 from torchrl_vta.modules.rssm_steps import StackSteps
 from torchrl_vta.modules.segment_policy import SegmentPolicy
@@ -42,7 +42,7 @@ __all__ = ["UPPER_SURPRISE_SOURCES", "HierarchicalRSSM"]
 #: Surprise signals a level above level 1 can decide on (``upper_surprise_source``).
 UPPER_SURPRISE_SOURCES = ("level", "observation")
 
-class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
+class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
     """Tensor-level two-level RSSM with learned segment boundaries (VTA).
 
     Args:
@@ -313,78 +313,6 @@ class HierarchicalRSSM(StackSequences, StackSteps, nn.Module):
     @property
     def _carries_surprise(self) -> bool:
         return self.levels >= 2 and self.segment_policy.uses_surprise
-
-    # ------------------------------------------------------------------ sizes
-    @property
-    def obs_feature_dim(self) -> int:
-        """Size of the observation-level feature ``[h, s]`` (decoder input)."""
-        return self.belief_dim + self.state_dim
-
-    @property
-    def abs_feature_dim(self) -> int:
-        """Size of the abstract feature ``[c_1..c_{L-1}, z_1..z_{L-1}]`` of every abstract
-        level (0 when ``levels=1``)."""
-        return self.abs_belief_dim + self.abs_state_dim
-
-    @property
-    def feature_dim(self) -> int:
-        """Size of the full feature ``[h, s, c, z]`` read by heads, actor and critic."""
-        return self.obs_feature_dim + self.abs_feature_dim
-
-    def level_feature(self, state: RSSMState, level: int) -> torch.Tensor:
-        """Feature of one level: ``[h, s]`` for level 0, ``[c_j, z_j]`` for level ``j``.
-
-        Examples:
-            >>> rssm = HierarchicalRSSM(2, 16, levels=3, belief_dim=8, hidden=8, stoch_dim=4,
-            ...                         boundary_proj_dim=4, boundary_hidden=8)
-            >>> [rssm.level_feature(rssm.initial_state([2]), j).shape[-1] for j in range(3)]
-            [12, 12, 12]
-        """
-        if level == 0:
-            return self.obs_feature(state)
-        if not 1 <= level < self.levels:
-            raise ValueError(f"level={level!r}: levels are 0..{self.levels - 1}.")
-        return torch.cat(self.split_abstract(state)[level - 1], -1)
-
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Per-sample shape of each :class:`RSSMState` field."""
-        return {
-            "belief": (self.belief_dim,),
-            "state": (self.state_dim,),
-            "abs_belief": (self.abs_belief_dim,),
-            "abs_state": (self.abs_state_dim,),
-            "seg_len": (max(self.levels - 1, 1),),
-            "seg_num": (max(self.levels - 1, 1),),
-            "boundary_context": self.context_shape,
-            "surprise": (self.levels - 1 if self._carries_surprise else 0,),
-        }
-
-    # -------------------------------------------------------------- features
-    @staticmethod
-    def obs_feature(state: RSSMState) -> torch.Tensor:
-        """Observation-level feature ``[h, s]``."""
-        return torch.cat([state.belief, state.state], -1)
-
-    @staticmethod
-    def abs_feature(state: RSSMState) -> torch.Tensor:
-        """Abstract feature ``[c, z]`` (every abstract level's beliefs, then their states)."""
-        return torch.cat([state.abs_belief, state.abs_state], -1)
-
-    @staticmethod
-    def feature(state: RSSMState) -> torch.Tensor:
-        """Full feature ``[h, s, c, z]``."""
-        return torch.cat([state.belief, state.state, state.abs_belief, state.abs_state], -1)
-
-    def initial_state(self, batch_shape: Sequence[int], device=None, dtype=None) -> RSSMState:
-        """All-zero state (what ``is_init`` resets to)."""
-        dtype = dtype or torch.get_default_dtype()
-        batch_shape = tuple(batch_shape)
-        return RSSMState(
-            *(
-                torch.zeros(*batch_shape, *shape, device=device, dtype=dtype)
-                for shape in self.state_shapes().values()
-            )
-        )
 
     # ------------------------------------------------------------- one step
     def _deterministic(self) -> bool:
