@@ -22,7 +22,8 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_vta.agent import Agent
 from torchrl_vta.metrics import boundary_rates, per_tolerance_table
-from torchrl_vta.viz import boundary_strip, save_gif, save_png
+from torchrl_vta.viz import boundary_strip
+from torchrl_vta.viz_files import save_gif, save_png
 
 __all__ = ["evaluate", "openloop_strip", "replay_boundary_scores", "save_episode_video", "save_strip"]
 

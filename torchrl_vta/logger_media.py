@@ -11,7 +11,7 @@ wandb              strips as ``wandb.Image``, episodes as ``wandb.Video`` of GIF
 CSV, none          nothing: the files in the run directory are the record
 =================  ====================================================================
 
-Episodes are encoded here (:func:`~torchrl_vta.viz.gif_bytes`, imageio), not with
+Episodes are encoded here (:func:`~torchrl_vta.viz_files.gif_bytes`, imageio), not with
 ``Logger.log_video``: TensorBoard's and wandb's video encoders need ``moviepy``, and
 TensorBoard's needs its 1.x API (``moviepy.editor``), which current moviepy no longer has.
 """
@@ -74,7 +74,7 @@ def log_video(logger, name: str, frames: torch.Tensor, step: int, *, fps: int = 
     kind = _kind(logger)
     if kind is None:
         return False
-    from torchrl_vta.viz import gif_bytes
+    from torchrl_vta.viz_files import gif_bytes
 
     encoded = gif_bytes(frames, fps=fps, scale=1)
     if kind == "tensorboard":

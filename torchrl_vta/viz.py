@@ -1,5 +1,6 @@
-"""Pictures people read faster than numbers: boundary strips, open-loop predictions, videos,
-learning curves.
+"""Pictures people read faster than numbers: boundary strips (open-loop predictions under
+their boundaries) and the labelled canvases of the video experiments, in the package's one
+boundary colour convention.
 
 A boundary strip is a grid of frames, one row per source (e.g. truth, then the
 model's reconstruction/prediction), time left to right. Under every column a
@@ -7,16 +8,21 @@ bar shows the boundaries: red where the model READs (starts a segment), orange
 where a READ was forced (first step, episode start, segment limit), green where
 the ground truth has an event. A white vertical line separates the context
 (filtered) from the open-loop prediction.
+
+Frames as PNG / GIF files: :mod:`~torchrl_vta.viz_files`; learning curves:
+:mod:`~torchrl_vta.viz_curves`.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
+
+from torchrl_vta.viz_curves import plot_learning_curves, read_scalar_log
+from torchrl_vta.viz_files import gif_bytes, save_gif, save_png, to_uint8_frames
 
 __all__ = [
     "Canvas",
@@ -40,22 +46,6 @@ EVENT_COLOUR = (40, 200, 60)
 #: Bar heights of a READ score (P(READ), normalised surprise).
 SCORE_COLOUR = (70, 140, 255)
 _BAR = 4
-
-
-def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
-    """``[T, C, H, W]`` (uint8, or float in [0, 1]) to ``[T, H, W, 3]`` uint8.
-
-    Examples:
-        >>> to_uint8_frames(torch.ones(2, 3, 4, 4)).shape
-        (2, 4, 4, 3)
-    """
-    frames = frames.detach().cpu()
-    if frames.is_floating_point():
-        frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
-    frames = frames.permute(0, 2, 3, 1).numpy()
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, -1)
-    return frames
 
 
 def _bar(marks: Sequence[tuple[np.ndarray | None, tuple[int, int, int]]], steps: int, width: int):
@@ -204,207 +194,3 @@ class Canvas:
                 draw.text((2, y), label, fill=(220, 220, 220))
         image.save(path)
         return Path(path)
-
-
-def save_png(path: str | Path, image: np.ndarray, *, scale: int = 2) -> Path:
-    """Write ``image`` ``[H, W, 3]`` uint8 as a PNG, upscaled ``scale`` times (nearest).
-
-    Needs ``imageio`` (``pip install "torchrl_vta[video]"``).
-
-    Examples:
-        >>> import tempfile, os
-        >>> image = np.zeros((4, 6, 3), np.uint8)
-        >>> path = save_png(os.path.join(tempfile.mkdtemp(), "strip.png"), image)
-        >>> _imageio().imread(path).shape
-        (8, 12, 3)
-    """
-    imageio = _imageio()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = np.repeat(np.repeat(image, scale, 0), scale, 1)
-    imageio.imwrite(path, image)
-    return path
-
-
-def save_gif(path: str | Path, frames: torch.Tensor, *, fps: int = 15, scale: int = 2) -> Path:
-    """Write frames ``[T, C, H, W]`` as an animated GIF (needs ``imageio``).
-
-    Examples:
-        >>> import tempfile, os
-        >>> path = save_gif(os.path.join(tempfile.mkdtemp(), "ep.gif"), torch.rand(3, 3, 4, 4))
-        >>> len(_imageio().mimread(path))
-        3
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gif_bytes(frames, fps=fps, scale=scale))
-    return path
-
-
-def gif_bytes(frames: torch.Tensor, *, fps: int = 15, scale: int = 2) -> bytes:
-    """Frames ``[T, C, H, W]`` (uint8, or float in [0, 1]) encoded as an animated GIF,
-    upscaled ``scale`` times (needs ``imageio``).
-
-    Examples:
-        >>> gif_bytes(torch.rand(3, 3, 4, 4))[:6]
-        b'GIF89a'
-    """
-    array = to_uint8_frames(frames)
-    array = np.repeat(np.repeat(array, scale, 1), scale, 2)
-    return _imageio().mimwrite("<bytes>", list(array), format="GIF", duration=1000 / fps,
-                               loop=0)
-
-
-def _optional_import(module: str, purpose: str, extra: str):
-    """Import ``module`` or fail with the ``pip install`` line of the extra that has it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        package = module.split(".")[0]
-        raise ImportError(
-            f'{purpose} needs {package}: pip install "torchrl_vta[{extra}]".'
-        ) from err
-
-
-def _imageio():
-    return _optional_import("imageio.v2", "Writing pictures", "video")
-
-
-def read_scalar_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one scalar of TorchRL's ``CSVLogger`` (``step,value`` lines) as two arrays.
-
-    A resumed run logs again from its checkpoint's frame count, so the file can
-    step backwards; the entries the killed run wrote past that point are dropped
-    (they belong to a history the resumed run no longer has).
-
-    Examples:
-        >>> import tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "return.csv")
-        >>> _ = open(path, "w").write("2000,1.0\\n4000,2.0\\n5000,9.0\\n4000,3.0\\n6000,4.0\\n")
-        >>> steps, values = read_scalar_log(path)
-        >>> steps.tolist(), values.tolist()
-        ([2000.0, 4000.0, 6000.0], [1.0, 3.0, 4.0])
-    """
-    steps: list[float] = []
-    values: list[float] = []
-    for line_number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            step, value = (float(field) for field in line.split(","))
-        except ValueError as err:
-            raise ValueError(
-                f"{path}:{line_number}: expected 'step,value' (TorchRL CSVLogger), got {line!r}."
-            ) from err
-        while steps and steps[-1] >= step:
-            steps.pop()
-            values.pop()
-        steps.append(step)
-        values.append(value)
-    return np.asarray(steps), np.asarray(values)
-
-
-def plot_learning_curves(
-    runs: Mapping[str, str | Path],
-    path: str | Path,
-    *,
-    scalars: Sequence[str] | None = None,
-    references: Mapping[str, float] | None = None,
-    marks: Mapping[str, float] | None = None,
-    window: int = 16,
-    title: str | None = None,
-) -> Path:
-    """Plot the CSV logs of several recipe runs side by side, one panel per scalar.
-
-    Each run is an ``output_dir`` of ``examples/vta_dreamer.py`` (or any directory
-    with ``logs/<exp>/scalars/<scalar>.csv``). ``scalars`` defaults to those of
-    ``eval/return`` and ``train/episode_return`` that some run has logged (a short
-    run may not have finished an episode yet); named scalars must exist. Noisy
-    scalars with more than ``window`` points (training-episode returns) are drawn
-    as faint dots plus a trailing moving average. ``references`` adds labelled
-    horizontal lines (e.g. the return of random or zero actions), ``marks``
-    labelled vertical lines at env steps (e.g. where a run was resumed with a
-    changed option). Needs matplotlib (``pip install "torchrl_vta[plot]"``).
-
-    Examples:
-        >>> import tempfile, os
-        >>> run = tempfile.mkdtemp()
-        >>> os.makedirs(os.path.join(run, "logs", "exp", "scalars", "eval"))
-        >>> _ = open(os.path.join(run, "logs", "exp", "scalars", "eval", "return.csv"), "w").write(
-        ...     "2000,100\\n4000,300\\n")
-        >>> plot_learning_curves({"flat": run}, os.path.join(run, "curves.png"),
-        ...                      scalars=["eval/return"], references={"random": 50},
-        ...                      marks={"resumed": 3000}).name
-        'curves.png'
-    """
-    figure_class = _matplotlib_figure()
-    if not runs:
-        raise ValueError("plot_learning_curves needs at least one run (label -> output_dir).")
-    logs = {label: _scalar_files(label, Path(run_dir)) for label, run_dir in runs.items()}
-    if scalars is None:
-        logged = {name for files in logs.values() for name in files}
-        scalars = [name for name in _DEFAULT_CURVES if name in logged]
-        if not scalars:
-            raise KeyError(f"No run logged any of {list(_DEFAULT_CURVES)}; pass scalars=[...].")
-    # A bare Figure (no pyplot) leaves the caller's matplotlib backend and state alone.
-    figure = figure_class(figsize=(5.5 * len(scalars), 3.8))
-    axes = figure.subplots(1, len(scalars), squeeze=False)
-    for axis, scalar in zip(axes[0], scalars):
-        plotted = False
-        for index, (label, files) in enumerate(logs.items()):
-            colour = _COLOURS[index % len(_COLOURS)]
-            if scalar not in files:
-                continue
-            steps, values = read_scalar_log(files[scalar])
-            if len(values) > window:
-                axis.scatter(steps, values, s=6, color=colour, alpha=0.25, linewidths=0)
-                kernel = np.ones(window) / window
-                axis.plot(steps[window - 1 :], np.convolve(values, kernel, "valid"), color=colour,
-                          label=f"{label} (mean of {window})")
-            else:
-                axis.plot(steps, values, "o-", color=colour, label=label)
-            plotted = True
-        if not plotted:
-            known = sorted({name for files in logs.values() for name in files})
-            raise KeyError(f"No run logged {scalar!r}; logged scalars: {known}.")
-        for name, value in (references or {}).items():
-            axis.axhline(value, color="grey", linestyle="--", linewidth=1)
-            axis.annotate(name, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
-                          color="grey", va="bottom")
-        for name, step in (marks or {}).items():
-            axis.axvline(step, color="black", linestyle=":", linewidth=1)
-            axis.annotate(name, (step, 0.99), xycoords=("data", "axes fraction"), fontsize=8,
-                          rotation=90, ha="right", va="top")
-        axis.set_xlabel("env steps")
-        axis.set_title(scalar)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="best")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
-
-
-_DEFAULT_CURVES = ("eval/return", "train/episode_return")
-_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
-
-
-def _scalar_files(label: str, run_dir: Path) -> dict[str, Path]:
-    """``{"eval/return": path, ...}`` for every scalar CSV under ``run_dir/logs``."""
-    files = {}
-    for csv in sorted(run_dir.glob("logs/*/scalars/**/*.csv")):
-        scalars_dir = next(parent for parent in csv.parents if parent.name == "scalars")
-        files[csv.relative_to(scalars_dir).with_suffix("").as_posix()] = csv
-    if not files:
-        raise FileNotFoundError(
-            f"Run {label!r}: no CSV scalars under {run_dir}/logs/*/scalars/; pass the "
-            "output_dir of a run made with logger.backend=csv."
-        )
-    return files
-
-
-def _matplotlib_figure():
-    return _optional_import("matplotlib.figure", "Plotting learning curves", "plot").Figure
