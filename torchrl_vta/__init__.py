@@ -4,12 +4,13 @@ The public API is what this module exports; everything else is private by name
 or lives in a submodule for advanced use.
 """
 
-from torchrl_vta.agent import Agent, Learner
+from torchrl_vta.agent import Agent
 from torchrl_vta.checkpoint import Checkpointer, CheckpointError, check_free_space
 from torchrl_vta.collectors import sync_policy_weights
 from torchrl_vta.config import RecipeConfig
 from torchrl_vta.config_resume import flatten_config, resume_config
 from torchrl_vta.distributed import DataParallel, load_agreed_checkpoint
+from torchrl_vta.learner import Learner
 from torchrl_vta.logger_media import log_image, log_video
 from torchrl_vta.evaluation import (
     evaluate,

@@ -57,14 +57,14 @@ class ModelConfig:
 
 
 def _learner_default(name: str):
-    """The default of :class:`~torchrl_vta.agent.Learner`'s argument ``name``: the learner's
+    """The default of :class:`~torchrl_vta.learner.Learner`'s argument ``name``: the learner's
     signature is the one source of these defaults."""
-    from torchrl_vta.agent import Learner
+    from torchrl_vta.learner import Learner
 
     return inspect.signature(Learner.__init__).parameters[name].default
 
 
-#: Config field -> :class:`~torchrl_vta.agent.Learner` argument, per section (what
+#: Config field -> :class:`~torchrl_vta.learner.Learner` argument, per section (what
 #: :func:`~torchrl_vta.recipe.make_learner` passes through, and where the defaults come from).
 LEARNER_ARGUMENTS = {
     "loss": {"horizon": "horizon", "gamma": "gamma", "lmbda": "lmbda",
@@ -80,7 +80,7 @@ LEARNER_ARGUMENTS = {
 @dataclass
 class LossConfig:
     """World-model loss options and imagination actor-critic hyperparameters (defaults:
-    :class:`~torchrl_vta.agent.Learner`'s)."""
+    :class:`~torchrl_vta.learner.Learner`'s)."""
 
     world_model: dict[str, Any] = field(default_factory=dict)
     horizon: int = _learner_default("horizon")
@@ -98,7 +98,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     """``adam`` (three Adams, DreamerV3 2023) or ``dreamerv3`` (TorchRL's LaProp + AGC);
-    defaults: :class:`~torchrl_vta.agent.Learner`'s."""
+    defaults: :class:`~torchrl_vta.learner.Learner`'s."""
 
     kind: str = _learner_default("optimizer")
     model_lr: float = _learner_default("model_lr")

@@ -27,7 +27,7 @@ def validate_recipe(cfg: RecipeConfig) -> None:
     """
     from torchrl_vta.envs import registered_envs
     from torchrl_vta.modules.world_model import PRESETS
-    from torchrl_vta.agent import OPTIMIZERS
+    from torchrl_vta.learner import OPTIMIZERS
 
     def at_least(name: str, value, minimum) -> None:
         if value < minimum:

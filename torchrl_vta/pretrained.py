@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from torchrl_vta.agent import Learner
+from torchrl_vta.learner import Learner
 from torchrl_vta.checkpoint import Checkpointer
 
 __all__ = ["load_pretrained", "pretrained_checkpoints"]

@@ -17,10 +17,11 @@ import torch
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
-from torchrl_vta.agent import Agent, Learner
+from torchrl_vta.agent import Agent
 from torchrl_vta.collectors import make_collector
 from torchrl_vta.config import LEARNER_ARGUMENTS, RecipeConfig
 from torchrl_vta.envs import make_env
+from torchrl_vta.learner import Learner
 from torchrl_vta.modules.boundary_ops import TemperatureSchedule
 from torchrl_vta.modules.world_model import PRESETS
 
