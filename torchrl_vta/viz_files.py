@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torchrl_vta.pixels import to_uint8
+
 __all__ = ["gif_bytes", "save_gif", "save_png", "to_uint8_frames"]
 
 
@@ -23,7 +25,7 @@ def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
     """
     frames = frames.detach().cpu()
     if frames.is_floating_point():
-        frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+        frames = to_uint8(frames)
     frames = frames.permute(0, 2, 3, 1).numpy()
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, -1)

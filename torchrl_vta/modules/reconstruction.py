@@ -13,6 +13,7 @@ from tensordict.utils import NestedKey, unravel_key
 from torchrl.modules.functional import symlog
 
 from torchrl_vta.modules.obs_routing import key_name
+from torchrl_vta.pixels import to_unit
 
 __all__ = ["ReconstructionLoss"]
 
@@ -34,8 +35,8 @@ class ReconstructionLoss:
     ) -> dict[NestedKey, torch.Tensor]:
         """Per-key, per-sample reconstruction losses of shape ``[*B]``.
 
-        Images: squared error summed over ``C, H, W``, uint8 targets divided by
-        255 first. Vectors: ``(prediction - symlog(target))**2`` summed.
+        Images: squared error summed over ``C, H, W`` in model space (uint8 targets
+        mapped to ``[0, 1]`` by :func:`~torchrl_vta.pixels.to_unit`). Vectors: ``(prediction - symlog(target))**2`` summed.
         Audio: squared error summed. A perfect prediction scores exactly 0. Sets: the
         masked reconstruction plus the existence BCE of
         :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`, with the mask read from
@@ -81,8 +82,7 @@ class ReconstructionLoss:
                     f"{tuple(prediction.shape)} vs {tuple(target.shape)}."
                 )
             if path == "cnn":
-                if target.dtype == torch.uint8:
-                    target = target.float() / 255.0
+                target = to_unit(target)
                 event_dims = (-3, -2, -1)
             else:
                 event_dims = (-1,)
