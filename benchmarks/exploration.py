@@ -182,7 +182,8 @@ def report(args) -> dict:
         cov = coverage(poses, steps, checkpoints)
         rows.setdefault(name, {})[int(seed)] = {"frames": frames, "eval_return": info["eval_return"],
                                                 "coverage": cov, "train": train_success(run_dir)}
-        if int(seed) not in rows.get("random", {}):
+        # Random actions for as many steps as the coverage runs (fine-tuning runs may be shorter).
+        if name not in ("finetuned", "scratch") and int(seed) not in rows.get("random", {}):
             random = random_rollout(int(seed), info["options"], frames)
             rows.setdefault("random", {})[int(seed)] = {
                 "frames": frames, "coverage": coverage(random["next", "pose"], steps, checkpoints),
@@ -234,18 +235,24 @@ def _plot(curves: dict, path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, seeds in sorted(curves.items()):
-        if name in ("finetuned", "scratch"):
-            continue
-        for i, run in enumerate(seeds.values()):
-            steps = sorted(run["coverage"]["poses"])
-            axis.plot(steps, [run["coverage"]["poses"][k] for k in steps], alpha=0.8,
-                      color=f"C{sorted(curves).index(name)}", label=name if i == 0 else None)
-    axis.set_xlabel("env steps")
-    axis.set_ylabel("distinct poses (x, y, heading)")
-    axis.set_title("maze exploration (one line per seed)")
-    axis.legend()
+    names = sorted(name for name in curves if name not in ("finetuned", "scratch"))
+    seeds = sorted({seed for name in names for seed in curves[name]})
+    # One panel per seed: each seed is its own maze, so only curves within a panel compare.
+    figure, axes = plt.subplots(1, len(seeds), figsize=(4 * len(seeds), 3.6), squeeze=False)
+    for axis, seed in zip(axes[0], seeds):
+        for name in names:
+            run = curves[name].get(seed)
+            if run is None:
+                continue
+            # Reports merged from before states were counted only have poses.
+            kind = "states" if "states" in run["coverage"] else "poses"
+            steps = sorted(run["coverage"][kind])
+            axis.plot(steps, [run["coverage"][kind][k] for k in steps], color=f"C{names.index(name)}",
+                      label=name, linestyle="-" if kind == "states" else ":")
+        axis.set_title(f"seed {seed}")
+        axis.set_xlabel("env steps")
+    axes[0][0].set_ylabel("distinct states (cell, heading)")
+    axes[0][0].legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
