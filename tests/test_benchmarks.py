@@ -182,3 +182,20 @@ def test_highway_control_scores_a_trained_run_against_the_baselines(tmp_path):
         assert row["episodes"] == 2 and len(row["returns"]) == 2
         assert 0 <= row["collision_rate"] <= 1 and row["length_mean"] >= 1
     assert report["rows"][-1]["frames"] == 80 and report["rows"][-1]["levels"] == 2
+
+
+def test_missed_events_splits_events_into_hits_and_misses_by_colour(tmp_path):
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
+                    "dataset=balls", "model=agent", f"hydra.run.dir={run}",
+                    f"data_dir={tmp_path / 'data'}"], check=True, capture_output=True, cwd=ROOT,
+                   timeout=300)
+    out = tmp_path / "missed.json"
+    _run("missed_events.py", str(run), "--windows", "4", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert set(report["quiet_quantiles"]) == {"25", "50", "75", "90"}
+    counts = report["hit"]["count"] + report["miss"]["count"]
+    assert counts > 0 and 0 <= report["read_rate"] <= 1
+    # Every counted event changes the set of visible colours: at least one colour appears.
+    appeared = sum(report["hit"]["appears"].values()) + sum(report["miss"]["appears"].values())
+    assert appeared >= 1 and set(report["miss"]["appears"]) == {str(c) for c in range(10)}

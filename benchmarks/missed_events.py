@@ -1,0 +1,104 @@
+"""Which events a trained video model misses, and how much it takes in at them.
+
+Runs a ``vta_video.py`` run directory's model (``model.pt``, its ``.hydra/config.yaml``) over
+training windows (never the held-out ones) with forcing off and prints, for the events it
+READs (hits) and those it does not (misses), the per-step information intake
+``KL(q(s)||p(s)) + READ * KL(q(z)||p(z))`` at lags -1 ... +3 against the quiet steps; on
+``balls`` also hits and misses by the palette colour that appears and the one that leaves
+(read from the frames' pixels).
+
+    python benchmarks/missed_events.py runs/balls_agent --windows 200 --out missed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def colours_present(frame: torch.Tensor, palette: torch.Tensor, tolerance: float = 20.0,
+                    min_pixels: int = 3) -> set[int]:
+    """Palette indices with at least ``min_pixels`` pixels within ``tolerance`` of them.
+
+    Example:
+        >>> palette = torch.tensor([[255.0, 0, 0], [0, 0, 255.0]])
+        >>> frame = torch.zeros(3, 4, 4, dtype=torch.uint8)
+        >>> frame[0, :2, :2] = 255
+        >>> colours_present(frame, palette)
+        {0}
+    """
+    pixels = frame.permute(1, 2, 0).reshape(-1, 3).float()
+    close = torch.cdist(pixels, palette) < tolerance
+    return set(torch.nonzero(close.sum(0) >= min_pixels).flatten().tolist())
+
+
+def main(argv=None) -> dict:
+    from omegaconf import OmegaConf
+
+    from torchrl_vta.video import load_data, make_variant, validate_config
+    from torchrl_vta.video.data import windows
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a vta_video.py output directory")
+    parser.add_argument("--windows", type=int, default=200, help="training sequences used")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = validate_config(OmegaConf.load(args.run / ".hydra" / "config.yaml"))
+    variant = make_variant(config)
+    variant.loss.load_state_dict(torch.load(args.run / "model.pt", map_location="cpu"))
+    variant.loss.eval()
+    train, _ = load_data(config.dataset, config.run.data_dir)
+    data = train[: args.windows]
+    pixels = windows(data["pixels"], config.window)
+    events = windows(data["event"][..., 0], config.window)
+    intake, reads = [], []
+    with torch.no_grad():
+        for begin in range(0, pixels.shape[0], config.eval.batch_size):
+            inference = variant.boundaries(pixels[begin : begin + config.eval.batch_size], False)
+            intake.append(inference.surprise)
+            reads.append(inference.read)
+    modelled = slice(config.model.init_size, config.model.init_size + config.model.seq_size)
+    intake = torch.cat(intake)[:, modelled].numpy()
+    read = torch.cat(reads)[:, modelled].numpy().astype(bool)
+    event = events[:, modelled].numpy().astype(bool)
+    frames = pixels[:, modelled]
+    groups = {"hit": event & read, "miss": event & ~read}
+    out = {"run": str(args.run), "event_rate": float(event.mean()), "read_rate": float(read.mean()),
+           "quiet_quantiles": dict(zip(("25", "50", "75", "90"), np.quantile(
+               intake[~event], [0.25, 0.5, 0.75, 0.9]).round(2).tolist()))}
+    for name, mask in groups.items():
+        rows, steps = np.nonzero(mask)
+        lags = {}
+        for lag in range(-1, 4):
+            values = [intake[i, t + lag] for i, t in zip(rows, steps) if 0 <= t + lag < intake.shape[1]]
+            lags[str(lag)] = float(np.median(values)) if values else None
+        out[name] = {"count": int(mask.sum()), "median_intake_by_lag": lags}
+    if config.dataset.name == "balls":
+        from torchrl_vta.envs.balls_world import PALETTE
+
+        palette = torch.tensor(np.asarray(PALETTE), dtype=torch.float32)
+        for name, mask in groups.items():
+            appears, leaves = Counter(), Counter()
+            for i, t in zip(*np.nonzero(mask)):
+                if t == 0:
+                    continue
+                before, now = (colours_present(frames[i, s], palette) for s in (t - 1, t))
+                appears.update(now - before)
+                leaves.update(before - now)
+            out[name]["appears"] = {int(c): appears[c] for c in range(len(palette))}
+            out[name]["leaves"] = {int(c): leaves[c] for c in range(len(palette))}
+    text = json.dumps(out, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)  # noqa: T201
+    return out
+
+
+if __name__ == "__main__":
+    main()
