@@ -194,7 +194,8 @@ class BoundaryPosterior(nn.Module):
             >>> context = posterior.initial_context(())
             >>> for t in range(5):
             ...     _, context = posterior.step(embed[t], context)
-            >>> torch.allclose(context, posterior.final_context(embed))
+            >>> # Equal up to float rounding (one frame at a time vs a batch of frames).
+            >>> torch.allclose(context, posterior.final_context(embed), atol=1e-6)
             True
         """
         proj = self.proj(embed[..., max(embed.shape[-2] - self.left, 0) :, :])
