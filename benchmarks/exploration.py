@@ -22,8 +22,8 @@ distinct poses, cells (blocks of the grid) and states (cell × heading). The ran
 steps the same maze (``seed``) with uniform actions. Every row also has its goal rate: the
 share of finished training episodes (from the run's logged ``train/episode_return``; for
 random, of its own rollout) that reached the goal, which separates fine-tuned from scratch
-runs where a few evaluation episodes (``--eval-episodes``, at the end) cannot. The recipe's random prefill (``collector.init_random_frames``) is part of
-every agent's budget.
+runs where a few evaluation episodes (``--eval-episodes``, at the end) cannot. The
+recipe's random prefill (``collector.init_random_frames``) is part of every agent's budget.
 """
 
 from __future__ import annotations
@@ -138,12 +138,15 @@ def episode_success(rewards: torch.Tensor, done: torch.Tensor) -> dict:
 
 
 def train_success(run: Path) -> dict:
-    """Training episodes of a run (its logged ``train/episode_return``) and their goal rate."""
+    """Training episodes of a run (its logged ``train/episode_return``; a killed and resumed
+    run's rewound entries dropped, episodes that ended in one batch all kept) and their goal
+    rate."""
+    from torchrl_vta.viz import read_scalar_log
+
     path = run / "logs" / "vta_dreamer" / "scalars" / "train" / "episode_return.csv"
-    returns = [float(line.split(",")[1]) for line in path.read_text().splitlines()
-               if line.strip()] if path.exists() else []
+    returns = read_scalar_log(path, keep_ties=True)[1] if path.exists() else []
     return {"episodes": len(returns),
-            "success": sum(r > 0 for r in returns) / len(returns) if returns else None}
+            "success": float((returns > 0).mean()) if len(returns) else None}
 
 
 def coverage(poses: torch.Tensor, steps_per_block: int, checkpoints) -> dict:

@@ -51,21 +51,25 @@ def recording(records: list, every: int = 50, path: Path | None = None):
     calls: dict[int, int] = {}  # id(policy) -> training updates so far
 
     def traced(self, surprise, valid=None):
-        before = self.surprise_scale.item()
+        if not self.training:
+            original(self, surprise, valid)
+            return
+        level = levels.setdefault(id(self), len(levels) + 1)
+        count = calls.get(id(self), 0)
+        calls[id(self)] = count + 1
+        recorded = count % every == 0
+        # The scale the call's decisions were made with, read only when it is recorded.
+        before = self.surprise_scale.item() if recorded else None
         original(self, surprise, valid)
-        if self.training:
-            level = levels.setdefault(id(self), len(levels) + 1)
-            count = calls.get(id(self), 0)
-            calls[id(self)] = count + 1
-            if count % every == 0:
-                steps = surprise if valid is None else surprise[valid.bool()]
-                rate = steps.gt(before).float().mean().item() if steps.numel() else None
-                records.append({"update": count, "level": level,
-                                "scale_nats": self.surprise_scale.item(),
-                                "histogram_log1p": self.surprise_histogram.tolist(),
-                                "above_scale": rate})
-                if path is not None:
-                    path.write_text(json.dumps({"records": records}))
+        if recorded:
+            steps = surprise if valid is None else surprise[valid.bool()]
+            rate = steps.gt(before).float().mean().item() if steps.numel() else None
+            records.append({"update": count, "level": level,
+                            "scale_nats": self.surprise_scale.item(),
+                            "histogram_log1p": self.surprise_histogram.tolist(),
+                            "above_scale": rate})
+            if path is not None:
+                path.write_text(json.dumps({"records": records}))
 
     SegmentPolicy.update_statistics = traced
     try:

@@ -29,6 +29,19 @@ def test_resume_rewind_drops_the_killed_runs_tail(tmp_path):
     assert np.all(np.diff(steps) > 0)
 
 
+def test_ties_are_kept_for_counting_and_still_rewound(tmp_path):
+    # Two episodes ended in the batch at 14000; the run was killed at 15.5k and resumed
+    # from its checkpoint at 14000, so it logs 14100 next.
+    log = tmp_path / "episode_return.csv"
+    log.write_text("13000,1\n14000,2\n14000,7\n15000,3\n15500,4\n14100,5\n14100,6\n")
+    steps, values = read_scalar_log(log, keep_ties=True)
+    assert steps.tolist() == [13000, 14000, 14000, 14100, 14100]
+    assert values.tolist() == [1, 2, 7, 5, 6]
+    # The default (curves) keeps one point per step.
+    steps, values = read_scalar_log(log)
+    assert steps.tolist() == [13000, 14000, 14100] and values.tolist() == [1, 7, 6]
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     log = tmp_path / "return.csv"
     log.write_text("2000,1\nnot a number\n")

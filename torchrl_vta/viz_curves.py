@@ -15,12 +15,14 @@ from torchrl_vta.viz_files import _optional_import
 __all__ = ["plot_learning_curves", "read_scalar_log"]
 
 
-def read_scalar_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_scalar_log(path: str | Path, *, keep_ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Read one scalar of TorchRL's ``CSVLogger`` (``step,value`` lines) as two arrays.
 
     A resumed run logs again from its checkpoint's frame count, so the file can
     step backwards; the entries the killed run wrote past that point are dropped
-    (they belong to a history the resumed run no longer has).
+    (they belong to a history the resumed run no longer has). By default the steps are
+    strictly increasing (one point per step, for curves); ``keep_ties=True`` keeps
+    consecutive entries of one step (several episodes that ended in one batch), for counts.
 
     Examples:
         >>> import tempfile, os
@@ -29,6 +31,9 @@ def read_scalar_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         >>> steps, values = read_scalar_log(path)
         >>> steps.tolist(), values.tolist()
         ([2000.0, 4000.0, 6000.0], [1.0, 3.0, 4.0])
+        >>> _ = open(path, "w").write("2000,1.0\\n2000,0.0\\n4000,2.0\\n3000,5.0\\n")
+        >>> read_scalar_log(path, keep_ties=True)[1].tolist()
+        [1.0, 0.0, 5.0]
     """
     steps: list[float] = []
     values: list[float] = []
@@ -41,7 +46,8 @@ def read_scalar_log(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(
                 f"{path}:{line_number}: expected 'step,value' (TorchRL CSVLogger), got {line!r}."
             ) from err
-        while steps and steps[-1] >= step:
+        rewind = bool(steps) and (steps[-1] > step or (steps[-1] == step and not keep_ties))
+        while rewind and steps and steps[-1] >= step:
             steps.pop()
             values.pop()
         steps.append(step)
