@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from torchrl_vta.modules.latent import _check_int
+
 __all__ = ["quantize_pixels", "to_uint8", "to_unit"]
 
 
@@ -62,8 +64,9 @@ def quantize_pixels(pixels: torch.Tensor, bits: int = 5, *, dequantize: bool = T
     """
     if pixels.dtype != torch.uint8:
         raise ValueError(f"pixels must be uint8, got dtype {pixels.dtype}.")
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"bits must be an int in [1, 8], got {bits!r}.")
+    _check_int("bits", bits)
+    if bits > 8:
+        raise ValueError(f"bits must be in [1, 8], got {bits}.")
     levels = 2**bits
     level = torch.div(pixels, 2 ** (8 - bits), rounding_mode="floor").float()
     offset = torch.rand_like(level) if dequantize else torch.full_like(level, 0.5)

@@ -1,7 +1,7 @@
 """The original VTA video model (Kim, Ahn & Bengio, NeurIPS 2019), action-free, in its own
 subpackage: its convolutional networks (``networks``), the model (``model``), its
-generation (``generation``), its TensorDict wrapper (``module``) and its ELBO (``loss``). Its boundaries are
-decided by the package's one :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`.
+generation (``generation``), its TensorDict wrapper (``module``) and its ELBO (``loss``).
+Its boundaries are decided by the package's one :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`.
 
 Example:
     >>> import torch
