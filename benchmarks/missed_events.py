@@ -38,6 +38,7 @@ def colours_present(frame: torch.Tensor, palette: torch.Tensor, tolerance: float
 
 
 def main(argv=None) -> dict:
+    """Run the analysis (arguments as on the command line) and return the report."""
     from omegaconf import OmegaConf
 
     from torchrl_vta.video import load_data, make_variant, validate_config

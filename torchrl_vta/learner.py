@@ -314,11 +314,14 @@ class Learner(nn.Module):
         return {key: value.detach() for key, value in metrics.items()}
 
     def state_dict(self, *args, **kwargs):
+        """The module state plus every optimiser's (under ``"optimizers"``): what a
+        checkpoint needs to resume the learner bit for bit."""
         state = super().state_dict(*args, **kwargs)
         state["optimizers"] = [opt.state_dict() for opt in self.optimizers]
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True):
+        """Inverse of :meth:`state_dict`; the temperature is re-annealed from the update count."""
         state = dict(state_dict)
         for opt, opt_state in zip(self.optimizers, state.pop("optimizers")):
             opt.load_state_dict(opt_state)
