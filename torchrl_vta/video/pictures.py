@@ -43,8 +43,9 @@ def save_boundary_strip(variant, data: TensorDict, config: VideoConfig, path: st
     upper = [(level.read.cpu(), level.forced.cpu()) for level in inference.upper]
     init, seq = config.model.init_size, config.model.seq_size
     context = [not init <= t < init + seq for t in range(config.window)]
+    windows = "training windows" if config.eval.split == "train" else "held-out windows"
     canvas = Canvas(config.window, pixels.shape[-1], (
-        f"{config.dataset.name} / {config.model.name}: held-out windows, forcing off "
+        f"{config.dataset.name} / {config.model.name}: {windows}, forcing off "
         f"(dimmed = context frames)\ngreen: true event | red: READ | orange: forced READ | "
         f"blue: posterior P(READ)"))
     for i in range(pixels.shape[0]):
