@@ -15,8 +15,12 @@ Per seed, both models train on windows of scripted-signal sequences
   own predictions back.
 
 Reported per horizon 1..H: ADE, FDE (positions ``x, y`` of the vehicles present in the
-truth, by slot), existence F1; and the boundary F1 (τ = 0/1/2) of the hierarchical model's
-posterior READs (forcing off) against the signal-phase events on the held-out sequences::
+truth, by slot), existence F1; the same scores of two references (constant velocity from
+the last context frame, and its set of vehicles kept); each model's filtering quality (its
+reconstruction of the context frames: ``filter_position_error``, ``filter_existence_f1``),
+which bounds its predictions; the boundary F1 (τ = 0/1/2) of the hierarchical model's
+posterior READs (forcing off) against the signal-phase events on the held-out sequences;
+with ``--eval-every N``, learning curves of these scores every ``N`` updates::
 
     python benchmarks/traffic_prediction.py --seeds 0 1 2 --updates 3000 --out benchmarks/results/traffic_prediction.json
 """
@@ -62,19 +66,28 @@ def _loss_input(window: TensorDict) -> TensorDict:
                       batch_size=[batch, steps])
 
 
-def train(model, loss_fn, data, args, generator) -> float:
-    """``args.updates`` Adam steps on random windows; returns the seconds taken."""
+def train(model, loss_fn, data, args, generator, evaluate=None) -> tuple[float, list[dict]]:
+    """``args.updates`` Adam steps on random windows: ``(training seconds, curve)``, the
+    curve holding ``evaluate()`` every ``args.eval_every`` updates (none when 0), its time
+    and its random draws left out (the trained model is the one a run without a curve gets)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    start = time.perf_counter()
-    model.train()
-    for _ in range(args.updates):
+    seconds, curve = 0.0, []
+    for update in range(args.updates + 1):
+        if evaluate is not None and args.eval_every and update % args.eval_every == 0:
+            with torch.random.fork_rng():  # sampled predictions leave training's draws alone
+                curve.append({"update": update, **evaluate()})
+        if update == args.updates:
+            break
+        start = time.perf_counter()
+        model.train()
         window = _windows(data, args.batch, args.window, generator)
         loss = loss_fn(window)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
         optimizer.step()
-    return time.perf_counter() - start
+        seconds += time.perf_counter() - start
+    return seconds, curve
 
 
 @torch.no_grad()
@@ -92,6 +105,34 @@ def predict_vta(model, context: TensorDict, horizon: int, samples: int):
     shape = (samples, context.shape[0], horizon)
     return values[..., POSITION].reshape(*shape, *values.shape[-2:-1], 2), exists.reshape(
         *shape, exists.shape[-1])
+
+
+def _filtering(values: torch.Tensor, exists: torch.Tensor, frames: TensorDict) -> dict:
+    """Position error (vehicles present) and existence F1 of reconstructed ``frames``."""
+    mask = frames["vehicles_mask"]
+    error = (values[..., POSITION] - frames["vehicles"][..., POSITION]).norm(dim=-1)
+    return {"filter_position_error": ((error * mask).sum() / mask.sum()).item(),
+            "filter_existence_f1": existence_f1(exists.flatten(0, 1)[:, None],
+                                                mask.flatten(0, 1)[:, None]).item()}
+
+
+@torch.no_grad()
+def vta_filtering(model, frames: TensorDict) -> dict:
+    """:func:`_filtering` of the posterior's reconstruction of ``frames`` ``[B, T]``."""
+    model.eval()
+    embed = model.encoder(frames["vehicles"], frames["vehicles_mask"])
+    steps, _ = model.rssm.observe(embed, embed.new_zeros(*embed.shape[:2], 0))
+    feature = torch.cat([steps["belief"], steps["state"]], -1)
+    prediction = dict(zip(model.decoder.out_keys, model.decoder(feature)))["vehicles"]
+    return _filtering(*model.decoder.sets[0].decode(prediction), frames)
+
+
+@torch.no_grad()
+def baseline_filtering(model, frames: TensorDict) -> dict:
+    """:func:`_filtering` of the baseline's (teacher-forced) reconstruction of ``frames``."""
+    model.eval()
+    reconstruction, _, _ = model(frames["vehicles"], frames["vehicles_mask"])
+    return _filtering(*model.reconstruct.decode(reconstruction), frames)
 
 
 @torch.no_grad()
@@ -116,12 +157,55 @@ def _summary(errors: dict, f1: torch.Tensor, horizons) -> dict:
             "existence_f1": {h: f1[h - 1].item() for h in horizons}}
 
 
+def score_vta(vta, context: TensorDict, future: TensorDict, args, horizons) -> tuple[dict, dict]:
+    """``(mean of the samples, best of the samples)`` scores of the open-loop prediction."""
+    truth, mask = future["vehicles"][..., POSITION], future["vehicles_mask"]
+    positions, exists = predict_vta(vta, context, args.horizon, args.samples)
+    mean = _summary(displacement_errors(positions.mean(0), truth, mask),
+                    existence_f1(exists.mean(0), mask), horizons)
+    best = best_of_n(positions, truth, mask)
+    return mean, {"ade": {h: best["ade"][h - 1].item() for h in horizons},
+                  "fde": {h: best["fde"][h - 1].item() for h in horizons}}
+
+
+@torch.no_grad()
+def score_baseline(baseline, context: TensorDict, future: TensorDict, args, horizons) -> dict:
+    """Scores of the baseline's open-loop prediction (its predictions fed back)."""
+    baseline.eval()
+    values, exists = baseline.rollout(context["vehicles"], context["vehicles_mask"], args.horizon)
+    mask = future["vehicles_mask"]
+    return _summary(displacement_errors(values[..., POSITION], future["vehicles"][..., POSITION],
+                                        mask), existence_f1(exists, mask), horizons)
+
+
+def _curve_point(scores: dict, filtering: dict) -> dict:
+    first, last = min(scores["fde"]), max(scores["fde"])
+    return {f"fde_h{first}": scores["fde"][first], f"fde_h{last}": scores["fde"][last],
+            f"existence_f1_h{first}": scores["existence_f1"][first], **filtering}
+
+
+def reference_scores(context: TensorDict, future: TensorDict, horizons) -> dict:
+    """For scale: constant velocity from the last context frame (ADE/FDE) and its set of
+    vehicles kept unchanged (existence F1)."""
+    last = context["vehicles"][:, -1]
+    horizon = future.shape[1]
+    steps = torch.arange(1, horizon + 1, dtype=last.dtype).view(1, -1, 1, 1)
+    velocity = last[..., None, :, 2:4].expand(-1, horizon, -1, -1)
+    constant = last[..., None, :, POSITION] + steps * velocity
+    mask = future["vehicles_mask"]
+    kept = context["vehicles_mask"][:, -1:].float().expand_as(mask)
+    return {"constant_velocity": _summary(displacement_errors(constant, future["vehicles"][..., POSITION],
+                                                              mask), existence_f1(kept, mask), horizons)}
+
+
 def run_seed(seed: int, args) -> dict:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     length = args.context + args.horizon
     data = traffic_sequences(args.train_sequences, args.train_length, seed=100 + seed)
     test = traffic_sequences(args.test_sequences, length, seed=10_000 + seed)
+    context, future = test[:, : args.context], test[:, args.context:]
+    horizons = [h for h in (1, 5, 10, 20, 30) if h <= args.horizon]
     slots, features = data["vehicles"].shape[-2:]
     spec = Composite(vehicles=Unbounded((slots, features)),
                      vehicles_mask=Categorical(2, (slots,), dtype=torch.bool))
@@ -139,37 +223,24 @@ def run_seed(seed: int, args) -> dict:
                                      units=vta.encoder.set_units, hidden=vta.rssm.obs_feature_dim,
                                      layers=vta.encoder.set_layers, heads=vta.encoder.set_heads,
                                      slot_ids=args.slot_ids)
-    seconds = {"vta": train(vta, vta_step, data, args, generator),
-               "baseline": train(baseline, lambda w: baseline.loss(w["vehicles"],
-                                                                   w["vehicles_mask"])["loss"],
-                                 data, args, generator)}
-    context, future = test[:, : args.context], test[:, args.context:]
-    truth, mask = future["vehicles"][..., POSITION], future["vehicles_mask"]
-    horizons = [h for h in (1, 5, 10, 20, 30) if h <= args.horizon]
-
-    positions, exists = predict_vta(vta, context, args.horizon, args.samples)
-    mean = positions.mean(0)
-    vta_mean = _summary(displacement_errors(mean, truth, mask),
-                        existence_f1(exists.mean(0), mask), horizons)
-    best = best_of_n(positions, truth, mask)
-    vta_best = {"ade": {h: best["ade"][h - 1].item() for h in horizons},
-                "fde": {h: best["fde"][h - 1].item() for h in horizons}}
-    baseline.eval()
-    values, base_exists = baseline.rollout(context["vehicles"], context["vehicles_mask"],
-                                           args.horizon)
-    base = _summary(displacement_errors(values[..., POSITION], truth, mask),
-                    existence_f1(base_exists, mask), horizons)
-    # A constant-velocity extrapolation of the last context frame, for scale.
-    last = context["vehicles"][:, -1]
-    steps = torch.arange(1, args.horizon + 1, dtype=last.dtype).view(1, -1, 1, 1)
-    velocity = last[..., None, :, 2:4].expand(-1, args.horizon, -1, -1)
-    constant = last[..., None, :, POSITION] + steps * velocity
-    const = displacement_errors(constant, truth, mask)
-    return {"seed": seed, "train_seconds": seconds,
-            "vta_mean": vta_mean, "vta_best_of_n": vta_best, "baseline": base,
-            "constant_velocity": {"ade": {h: const["ade"][h - 1].item() for h in horizons},
-                                  "fde": {h: const["fde"][h - 1].item() for h in horizons}},
-            "boundaries": vta_boundaries(vta, test)}
+    vta_seconds, vta_curve = train(
+        vta, vta_step, data, args, generator,
+        lambda: _curve_point(score_vta(vta, context, future, args, horizons)[0],
+                             vta_filtering(vta, context)))
+    base_seconds, base_curve = train(
+        baseline, lambda w: baseline.loss(w["vehicles"], w["vehicles_mask"])["loss"], data, args,
+        generator, lambda: _curve_point(score_baseline(baseline, context, future, args, horizons),
+                                        baseline_filtering(baseline, context)))
+    vta_mean, vta_best = score_vta(vta, context, future, args, horizons)
+    report = {"seed": seed, "train_seconds": {"vta": vta_seconds, "baseline": base_seconds},
+              "vta_mean": {**vta_mean, **vta_filtering(vta, context)}, "vta_best_of_n": vta_best,
+              "baseline": {**score_baseline(baseline, context, future, args, horizons),
+                           **baseline_filtering(baseline, context)},
+              **reference_scores(context, future, horizons),
+              "boundaries": vta_boundaries(vta, test)}
+    if args.eval_every:
+        report["curves"] = {"vta": vta_curve, "baseline": base_curve}
+    return report
 
 
 def main(argv=None) -> None:
@@ -188,6 +259,9 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--boundary-kind", default="surprise")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="also score both models on the held-out sequences every this many "
+                             "updates (learning curves under 'curves'; 0: only at the end)")
     parser.add_argument("--no-slot-ids", dest="slot_ids", action="store_false",
                         help="a slot-order-invariant set embedding (the decoder then cannot "
                              "tell which vehicle is in which slot)")

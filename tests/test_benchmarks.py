@@ -108,11 +108,27 @@ def test_traffic_prediction_scores_both_models_per_horizon(tmp_path):
     out = tmp_path / "traffic.json"
     _run("traffic_prediction.py", "--seeds", "0", "--updates", "2", "--preset", "test",
          "--train-sequences", "2", "--train-length", "40", "--test-sequences", "2",
-         "--context", "5", "--horizon", "5", "--samples", "3", "--out", str(out))
+         "--context", "5", "--horizon", "5", "--samples", "3", "--eval-every", "1",
+         "--out", str(out))
     seed = json.loads(out.read_text())["seeds"][0]
     for model in ("vta_mean", "baseline"):
-        assert set(seed[model]) == {"ade", "fde", "existence_f1"}
+        assert set(seed[model]) == {"ade", "fde", "existence_f1", "filter_position_error",
+                                    "filter_existence_f1"}
         assert list(seed[model]["fde"]) == ["1", "5"]
+        curve = seed["curves"][model.removesuffix("_mean")]
+        assert [row["update"] for row in curve] == [0, 1, 2]
+        assert set(curve[-1]) == {"update", "fde_h1", "fde_h5", "existence_f1_h1",
+                                  "filter_position_error", "filter_existence_f1"}
+    # The last point of a curve scores the trained model like the final report.
+    assert seed["curves"]["baseline"][-1]["fde_h5"] == seed["baseline"]["fde"]["5"]
+    assert set(seed["constant_velocity"]["existence_f1"]) == {"1", "5"}
+    # Scoring along the way does not change what is trained.
+    _run("traffic_prediction.py", "--seeds", "0", "--updates", "2", "--preset", "test",
+         "--train-sequences", "2", "--train-length", "40", "--test-sequences", "2",
+         "--context", "5", "--horizon", "5", "--samples", "3", "--out", str(out))
+    plain = json.loads(out.read_text())["seeds"][0]
+    assert "curves" not in plain
+    assert plain["vta_mean"] == seed["vta_mean"] and plain["baseline"] == seed["baseline"]
     # Best-of-N never scores worse than the mean of the same samples' ... own best sample.
     assert all(seed["vta_best_of_n"]["fde"][h] >= 0 for h in ("1", "5"))
     assert set(seed["boundaries"]) >= {"f1_tau0", "f1_tau1", "f1_tau2", "read_rate", "event_rate"}
@@ -124,6 +140,10 @@ def test_set_capacity_reports_the_position_error_per_width(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(row["units"], row["update"]) for row in rows] == [(8, 0)]
     assert rows[0]["position_error"] > 0
+    assert rows[0]["heldout_position_error"] > 0 and 0 <= rows[0]["heldout_existence_f1"] <= 1
+    _run("set_capacity.py", "--units", "8", "--encoder", "flat", "--updates", "1", "--batch", "4",
+         "--out", str(out))
+    assert json.loads(out.read_text())["rows"][0]["encoder"] == "flat"
     _run("set_capacity.py", "--units", "8", "--gru-hidden", "6", "12", "--updates", "1",
          "--sequences", "2", "--window", "4", "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
