@@ -70,7 +70,7 @@ class FlatEncoder(torch.nn.Module):
 
 def run(units: int, args, rows: list[dict], emit) -> None:
     torch.manual_seed(0)
-    frames = traffic_sequences(32, 100, seed=100).reshape(-1)
+    frames = traffic_sequences(args.train_sequences, 100, seed=100).reshape(-1)
     heldout = traffic_sequences(16, 50, seed=10_000).reshape(-1)
     slots, features = frames["vehicles"].shape[-2:]
     encoder = (FlatEncoder(slots, features, units) if args.encoder == "flat" else
@@ -145,6 +145,8 @@ def main(argv=None) -> None:
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--train-sequences", type=int, default=32,
+                        help="training sequences of 100 frames for the single-frame autoencoder")
     parser.add_argument("--encoder", choices=("set", "flat"), default="set",
                         help="flat: a reference MLP on the flattened padded set instead of "
                              "SetEncoder (the decoder stays SetDecoder)")
