@@ -35,6 +35,7 @@ import torch
 
 from torchrl_vta.envs.traffic import VEHICLE_DISCRETE_COLUMNS, traffic_sequences
 from torchrl_vta.modules.sets import SetDecoder, SetEncoder
+from torchrl_vta.prediction_metrics import existence_f1
 
 
 def _heldout(encoder, decoder, frames) -> dict:
@@ -45,8 +46,7 @@ def _heldout(encoder, decoder, frames) -> dict:
     count = mask.sum()
     position = ((values[..., :2] - truth[..., :2]).norm(dim=-1) * mask).sum() / count
     velocity = ((values[..., 2:4] - truth[..., 2:4]).norm(dim=-1) * mask).sum() / count
-    predicted = exists > 0.5
-    f1 = 2 * (predicted & mask).sum() / (predicted.sum() + count)
+    f1 = existence_f1(exists[:, None], mask[:, None])  # one "horizon" holding every frame
     return {"heldout_position_error": position.item(), "heldout_velocity_error": velocity.item(),
             "heldout_existence_f1": f1.item()}
 
