@@ -193,9 +193,11 @@ def reference_scores(context: TensorDict, future: TensorDict, horizons) -> dict:
     velocity = last[..., None, :, 2:4].expand(-1, horizon, -1, -1)
     constant = last[..., None, :, POSITION] + steps * velocity
     mask = future["vehicles_mask"]
-    kept = context["vehicles_mask"][:, -1:].float().expand_as(mask)
-    return {"constant_velocity": _summary(displacement_errors(constant, future["vehicles"][..., POSITION],
-                                                              mask), existence_f1(kept, mask), horizons)}
+    errors = displacement_errors(constant, future["vehicles"][..., POSITION], mask)
+    kept = existence_f1(context["vehicles_mask"][:, -1:].float().expand_as(mask), mask)
+    scores = _summary(errors, kept, horizons)
+    return {"constant_velocity": {key: scores[key] for key in ("ade", "fde")},
+            "last_set_kept": {"existence_f1": scores["existence_f1"]}}
 
 
 def run_seed(seed: int, args) -> dict:

@@ -121,7 +121,8 @@ def test_traffic_prediction_scores_both_models_per_horizon(tmp_path):
                                   "filter_position_error", "filter_existence_f1"}
     # The last point of a curve scores the trained model like the final report.
     assert seed["curves"]["baseline"][-1]["fde_h5"] == seed["baseline"]["fde"]["5"]
-    assert set(seed["constant_velocity"]["existence_f1"]) == {"1", "5"}
+    assert set(seed["constant_velocity"]) == {"ade", "fde"}
+    assert set(seed["last_set_kept"]["existence_f1"]) == {"1", "5"}
     # Scoring along the way does not change what is trained.
     _run("traffic_prediction.py", "--seeds", "0", "--updates", "2", "--preset", "test",
          "--train-sequences", "2", "--train-length", "40", "--test-sequences", "2",

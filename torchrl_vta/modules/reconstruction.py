@@ -37,8 +37,8 @@ class ReconstructionLoss:
 
         Images: squared error summed over ``C, H, W`` in model space (uint8 targets
         mapped to ``[0, 1]`` by :func:`~torchrl_vta.pixels.to_unit`). Vectors:
-        ``(prediction - symlog(target))**2`` summed. Audio: squared error summed. A perfect prediction scores exactly 0. Sets: the
-        masked reconstruction plus the existence BCE of
+        ``(prediction - symlog(target))**2`` summed. Audio: squared error summed. A perfect
+        prediction scores exactly 0. Sets: the masked reconstruction plus the existence BCE of
         :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`, with the mask read from
         ``targets`` at the key's ``set_mask_keys`` entry. Both mappings are indexed by
         observation key (:attr:`out_keys`); extra entries are ignored.
