@@ -130,6 +130,13 @@ def test_traffic_prediction_scores_both_models_per_horizon(tmp_path):
     plain = json.loads(out.read_text())["seeds"][0]
     assert "curves" not in plain
     assert plain["vta_mean"] == seed["vta_mean"] and plain["baseline"] == seed["baseline"]
+    # Each model draws its own windows: training one alone gives the same model.
+    _run("traffic_prediction.py", "--seeds", "0", "--updates", "2", "--preset", "test",
+         "--train-sequences", "2", "--train-length", "40", "--test-sequences", "2",
+         "--context", "5", "--horizon", "5", "--samples", "3", "--models", "baseline",
+         "--out", str(out))
+    alone = json.loads(out.read_text())["seeds"][0]
+    assert "vta_mean" not in alone and alone["baseline"] == seed["baseline"]
     # Best-of-N never scores worse than the mean of the same samples' ... own best sample.
     assert all(seed["vta_best_of_n"]["fde"][h] >= 0 for h in ("1", "5"))
     assert set(seed["boundaries"]) >= {"f1_tau0", "f1_tau1", "f1_tau2", "read_rate", "event_rate"}

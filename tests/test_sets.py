@@ -132,6 +132,22 @@ def test_multi_encoder_routes_sets_with_their_masks_and_the_decoder_mirrors_it()
                      {"position": torch.zeros(2, 3), "vehicles": x})
 
 
+def test_existence_scale_weighs_only_the_existence_term():
+    encoder = MultiEncoder(_spec(), mlp_units=8, set_units=16, set_heads=2, set_discrete=DISCRETE)
+    x, mask = _sets(2)
+    targets = {"position": torch.zeros(2, 3), "vehicles": x, "vehicles_mask": mask}
+    torch.manual_seed(0)
+    decoder = MultiDecoder.from_encoder(encoder, 12, set_existence_scale=3.0)
+    predictions = dict(zip(decoder.out_keys, decoder(torch.randn(2, 12))))
+    reconstruction, existence = decoder.sets[0].loss(predictions["vehicles"], x, mask)
+    weighted = decoder.loss(predictions, targets)["vehicles"]
+    torch.testing.assert_close(weighted, reconstruction + 3.0 * existence)
+    assert (existence > 0).all() and (reconstruction > 0).all()
+    for bad in (-1.0, math.inf, "2"):
+        with pytest.raises(ValueError, match="set_existence_scale must be a finite number >= 0"):
+            MultiDecoder.from_encoder(encoder, 12, set_existence_scale=bad)
+
+
 def test_set_routing_errors_name_the_key():
     with pytest.raises(ValueError, match="Set key 'vehicles'.*set_keys='\\^agents\\$'"):
         MultiEncoder(_spec(), set_keys=r"^agents$")

@@ -21,6 +21,7 @@ decoder in a :class:`~tensordict.nn.TensorDictModule`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -77,6 +78,8 @@ class MultiDecoder(ReconstructionLoss, nn.Module):
         set_units (int): hidden width of the set decoders. Defaults to 128.
         set_mask_keys (mapping, optional): set key -> the key of its mask among the loss
             targets (``None``: every slot exists).
+        set_existence_scale (float): weight of the sets' existence BCE against their
+            reconstruction in :meth:`loss`. Defaults to 1.
         device (torch.device, optional): device of the parameters.
 
     Attributes:
@@ -119,6 +122,7 @@ class MultiDecoder(ReconstructionLoss, nn.Module):
         set_discrete: Mapping[int, int] | None = None,
         set_units: int = 128,
         set_mask_keys: Mapping[NestedKey, NestedKey | None] | None = None,
+        set_existence_scale: float = 1.0,
         device: torch.device | str | None = None,
     ):
         super().__init__()
@@ -179,6 +183,10 @@ class MultiDecoder(ReconstructionLoss, nn.Module):
 
         self.set_discrete = dict(set_discrete or {})
         self.set_units = _positive_int("set_units", set_units)
+        if not (isinstance(set_existence_scale, (int, float)) and 0 <= set_existence_scale < math.inf):
+            raise ValueError(f"set_existence_scale must be a finite number >= 0, got "
+                             f"{set_existence_scale!r}.")
+        self.set_existence_scale = float(set_existence_scale)
         self.sets = nn.ModuleList(
             SetDecoder(self.in_features, slots=self.key_shapes[k][0],
                        features=self.key_shapes[k][1], discrete=self.set_discrete,
@@ -242,6 +250,7 @@ class MultiDecoder(ReconstructionLoss, nn.Module):
         mlp_units: int | None = None,
         audio_layers: int | None = None,
         audio_units: int | None = None,
+        set_existence_scale: float = 1.0,
         device: torch.device | str | None = None,
     ) -> MultiDecoder:
         """Build the decoder of every key ``encoder`` reads, with its sizes by default.
@@ -283,6 +292,7 @@ class MultiDecoder(ReconstructionLoss, nn.Module):
             set_discrete=encoder.set_discrete,
             set_units=encoder.set_units,
             set_mask_keys=encoder.set_mask_keys,
+            set_existence_scale=set_existence_scale,
             device=device,
         )
 

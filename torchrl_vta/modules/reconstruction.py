@@ -20,7 +20,8 @@ __all__ = ["ReconstructionLoss"]
 
 class ReconstructionLoss:
     """The loss part of :class:`~torchrl_vta.modules.decoders.MultiDecoder` (a mixin of that
-    ``nn.Module``: it reads its ``out_keys``, ``routing``, ``sets`` and ``set_mask_keys``).
+    ``nn.Module``: it reads its ``out_keys``, ``routing``, ``sets``, ``set_mask_keys`` and
+    ``set_existence_scale``).
 
     Example:
         >>> from torchrl_vta.modules.decoders import MultiDecoder
@@ -38,7 +39,8 @@ class ReconstructionLoss:
         Images: squared error summed over ``C, H, W`` in model space (uint8 targets
         mapped to ``[0, 1]`` by :func:`~torchrl_vta.pixels.to_unit`). Vectors:
         ``(prediction - symlog(target))**2`` summed. Audio: squared error summed. A perfect
-        prediction scores exactly 0. Sets: the masked reconstruction plus the existence BCE of
+        prediction scores exactly 0. Sets: the masked reconstruction plus
+        ``set_existence_scale`` times the existence BCE of
         :meth:`~torchrl_vta.modules.sets.SetDecoder.loss`, with the mask read from
         ``targets`` at the key's ``set_mask_keys`` entry. Both mappings are indexed by
         observation key (:attr:`out_keys`); extra entries are ignored.
@@ -74,7 +76,7 @@ class ReconstructionLoss:
                 decoder = self.sets[self.set_out_keys.index(key)]
                 reconstruction, existence = decoder.loss(
                     prediction, target, None if mask_key is None else targets[mask_key])
-                losses[key] = reconstruction + existence
+                losses[key] = reconstruction + self.set_existence_scale * existence
                 continue
             if prediction.shape != target.shape:
                 raise ValueError(
