@@ -20,9 +20,11 @@ the last context frame, and its set of vehicles kept); each model's filtering qu
 reconstruction of the context frames: ``filter_position_error``, ``filter_existence_f1``),
 which bounds its predictions; the boundary F1 (τ = 0/1/2) of the hierarchical model's
 posterior READs (forcing off) against the signal-phase events on the held-out sequences;
-with ``--eval-every N``, learning curves of these scores every ``N`` updates::
+with ``--eval-every N``, learning curves of these scores every ``N`` updates. The world
+model's existence BCE weight is ``--existence-scale`` (5 in ``env=traffic``'s recipe config
+and the committed 3-seed rows; 1, the library default, in the older rows)::
 
-    python benchmarks/traffic_prediction.py --seeds 0 1 2 --updates 3000 --out benchmarks/results/traffic_prediction.json
+    python benchmarks/traffic_prediction.py --seeds 0 1 2 --updates 2000 --existence-scale 5 --out benchmarks/results/traffic_prediction.json
 """
 
 from __future__ import annotations
