@@ -35,20 +35,23 @@ import torch
 
 from torchrl_vta.envs.traffic import VEHICLE_DISCRETE_COLUMNS, traffic_sequences
 from torchrl_vta.modules.sets import SetDecoder, SetEncoder
-from torchrl_vta.prediction_metrics import existence_f1
+from torchrl_vta.prediction_metrics import displacement_errors, existence_f1
 
 
 def _heldout(encoder, decoder, frames) -> dict:
-    """Position and velocity errors (vehicles present) and existence F1 on ``frames``."""
+    """Position and velocity errors (vehicles present) and existence F1 on ``frames`` ``[N]``
+    (scored as one horizon step holding every frame)."""
     with torch.no_grad():
         values, exists = decoder.decode(decoder(encoder(frames["vehicles"], frames["vehicles_mask"])))
-    mask, truth = frames["vehicles_mask"], frames["vehicles"]
-    count = mask.sum()
-    position = ((values[..., :2] - truth[..., :2]).norm(dim=-1) * mask).sum() / count
-    velocity = ((values[..., 2:4] - truth[..., 2:4]).norm(dim=-1) * mask).sum() / count
-    f1 = existence_f1(exists[:, None], mask[:, None])  # one "horizon" holding every frame
-    return {"heldout_position_error": position.item(), "heldout_velocity_error": velocity.item(),
-            "heldout_existence_f1": f1.item()}
+    mask, truth = frames["vehicles_mask"][:, None], frames["vehicles"][:, None]
+    values = values[:, None]
+
+    def error(columns: slice) -> float:
+        return displacement_errors(values[..., columns], truth[..., columns], mask)["fde"].item()
+
+    return {"heldout_position_error": error(slice(0, 2)),
+            "heldout_velocity_error": error(slice(2, 4)),
+            "heldout_existence_f1": existence_f1(exists[:, None], mask).item()}
 
 
 class FlatEncoder(torch.nn.Module):

@@ -110,12 +110,16 @@ def predict_vta(model, context: TensorDict, horizon: int, samples: int):
 
 
 def _filtering(values: torch.Tensor, exists: torch.Tensor, frames: TensorDict) -> dict:
-    """Position error (vehicles present) and existence F1 of reconstructed ``frames``."""
-    mask = frames["vehicles_mask"]
-    error = (values[..., POSITION] - frames["vehicles"][..., POSITION]).norm(dim=-1)
-    return {"filter_position_error": ((error * mask).sum() / mask.sum()).item(),
-            "filter_existence_f1": existence_f1(exists.flatten(0, 1)[:, None],
-                                                mask.flatten(0, 1)[:, None]).item()}
+    """Position error (vehicles present) and existence F1 of reconstructed ``frames``
+    ``[B, T]``, every frame scored as one horizon step of its own."""
+    def frame_wise(x):
+        return x.flatten(0, 1)[:, None]
+
+    mask = frame_wise(frames["vehicles_mask"])
+    error = displacement_errors(frame_wise(values[..., POSITION]),
+                                frame_wise(frames["vehicles"][..., POSITION]), mask)["fde"]
+    return {"filter_position_error": error.item(),
+            "filter_existence_f1": existence_f1(frame_wise(exists), mask).item()}
 
 
 @torch.no_grad()
@@ -227,6 +231,8 @@ def run_seed(seed: int, args) -> dict:
                                      units=vta.encoder.set_units, hidden=vta.rssm.obs_feature_dim,
                                      layers=vta.encoder.set_layers, heads=vta.encoder.set_heads,
                                      slot_ids=args.slot_ids)
+    # Both models are built whatever --models says, so that each starts from the same
+    # initial weights (the global seed's draws) as in a run of both.
     report = {"seed": seed, "train_seconds": {}, **reference_scores(context, future, horizons)}
     curves = {}
     if "vta" in args.models:
