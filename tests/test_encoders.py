@@ -179,6 +179,7 @@ def test_key_on_two_paths_raises():
         (dict(obs_keys=["step_count"]), "'step_count'.*dtype"),
         (dict(mlp_layers=0), "mlp_layers"),
         (dict(cnn_kernel=4), "cnn_kernel"),
+        (dict(cnn_minres=0), "cnn_minres"),
         (dict(exclude_keys="audio"), "exclude_keys"),
     ],
 )
@@ -193,6 +194,18 @@ def test_encoder_checks_input_shapes(encoder):
         encode(encoder, dict(obs, position=torch.randn(2, 4)))
     with pytest.raises(ValueError, match="expects 3 tensors"):
         encoder(obs["pixels"])
+
+
+# At least one stage is kept, so 4x4 images still get one (to a 2x2 map).
+@pytest.mark.parametrize("side, stages", [(64, 4), (32, 3), (16, 2), (4, 1)])
+def test_cnn_minres_keeps_the_stages_above_it(side, stages):
+    spec = Composite(pixels=Unbounded((3, side, side), dtype=torch.uint8))
+    encoder = MultiEncoder(spec, cnn_depth=2, cnn_mults=(1, 2, 3, 4), cnn_minres=4)
+    assert encoder.cnn_mults == (1, 2, 3, 4)[:stages]
+    last = max(side >> stages, 1)
+    assert encoder.out_features == 2 * (1, 2, 3, 4)[stages - 1] * last * last
+    decoder = MultiDecoder.from_encoder(encoder, in_features=6, cnn_blocks=1)
+    assert decoder(torch.randn(2, 6))[0].shape == (2, 3, side, side)
 
 
 @pytest.fixture

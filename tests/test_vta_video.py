@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from torchrl_vta.video import validate_config
+from torchrl_vta.video.variants import make_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "vta_video.py"
@@ -83,6 +84,8 @@ def test_validation_names_the_bad_option():
         (("model.size=huge",), "model.size must be one of"),
         (("model=agent", "+model.rssm.max_seg_lenn=3"), r"model.rssm has unknown option\(s\) \['max_seg_lenn'\]"),
         (("model=agent", "+model.loss.boundary_kll=x"), r"model.loss has unknown option"),
+        (("model=agent", "+model.encoder.cnn_dpth=4"), r"model.encoder has unknown option"),
+        (("model=agent", "+model.decoder.in_features=4"), "model.decoder must not set"),
         (("steps=-2",), "steps must be >= 0"),
         (("init_from=no/such/model.pt",), "init_from='no/such/model.pt' is not a file"),
         (("optim.lr=0",), "optim.lr must be > 0"),
@@ -97,3 +100,12 @@ def test_validation_names_the_bad_option():
             validate_config(_compose(*overrides))
     with pytest.raises(Exception, match="max_seg_lenn"):
         _compose("model.max_seg_lenn=3")
+
+
+def test_agent_encoder_and_decoder_options_reach_the_model():
+    config = validate_config(_compose("model=agent", "model.size=tiny",
+                                      "+model.encoder.cnn_mults=[2,2,2]", "+model.decoder.cnn_depth=3"))
+    model = make_variant(config).world_model
+    # Three stride-2 stages on 32x32 frames leave a 4x4 map; the decoder mirrors the stages.
+    assert model.encoder.out_features == 4 * 2 * 4 * 4
+    assert model.decoder.cnn.projection.out_features == 3 * 2 * 4 * 4

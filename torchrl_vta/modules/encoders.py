@@ -67,6 +67,15 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
+def _stages_above(side: int, minres: int, most: int) -> int:
+    """Stride-2 stages (at least 1, at most ``most``) that keep a ``side`` map >= ``minres``."""
+    stages = 0
+    while stages < most and side // 2 >= minres:
+        side //= 2
+        stages += 1
+    return max(stages, 1)
+
+
 def _as_float(value: torch.Tensor) -> torch.Tensor:
     return value if value.is_floating_point() else value.float()
 
@@ -101,6 +110,11 @@ class MultiEncoder(nn.Module):
         cnn_mults (sequence of int): channel multiplier per stride-2 stage.
             Defaults to ``(2, 3, 4, 4)``.
         cnn_kernel (int): odd convolution kernel size. Defaults to 5.
+        cnn_minres (int, optional): smallest side of the CNN's last feature map: the
+            stages of ``cnn_mults`` that would go below it are dropped, so with 4 (DreamerV3's
+            ``minres``) 64×64 images use all four default stages and 32×32 images the first
+            three (a 4×4 map, not 2×2). :attr:`cnn_mults` holds the stages kept, which the
+            decoder mirrors. ``None`` (default) uses every stage.
         mlp_layers (int): hidden layers of the vector MLP. Defaults to 2.
         mlp_units (int): width of the vector MLP. Defaults to 256.
         audio_layers (int, optional): hidden layers of the audio MLP.
@@ -165,6 +179,7 @@ class MultiEncoder(nn.Module):
         cnn_depth: int = 32,
         cnn_mults: Sequence[int] = (2, 3, 4, 4),
         cnn_kernel: int = 5,
+        cnn_minres: int | None = None,
         mlp_layers: int = 2,
         mlp_units: int = 256,
         audio_layers: int | None = None,
@@ -190,6 +205,7 @@ class MultiEncoder(nn.Module):
         self.cnn_kernel = _positive_int("cnn_kernel", cnn_kernel)
         if cnn_kernel % 2 == 0:
             raise ValueError(f"cnn_kernel must be odd, got {cnn_kernel}.")
+        self.cnn_minres = None if cnn_minres is None else _positive_int("cnn_minres", cnn_minres)
         self.mlp_layers = _positive_int("mlp_layers", mlp_layers)
         self.mlp_units = _positive_int("mlp_units", mlp_units)
         self.audio_layers = _positive_int(
@@ -238,6 +254,10 @@ class MultiEncoder(nn.Module):
                     f"got {listing}. Resize them or drop some via cnn_keys."
                 )
             channels = sum(self.key_shapes[k][0] for k in self.cnn_in_keys)
+            if self.cnn_minres is not None:
+                side = min(self.key_shapes[self.cnn_in_keys[0]][1:])
+                self.cnn_mults = self.cnn_mults[:_stages_above(side, self.cnn_minres,
+                                                               len(self.cnn_mults))]
             self.cnn = DreamerV3ImageEncoder(
                 channels, self.cnn_depth, self.cnn_mults, self.cnn_kernel, device=device
             )

@@ -18,6 +18,8 @@ from typing import Any, Optional
 
 from torchrl_vta.envs.datasets import registered_datasets
 from torchrl_vta.modules.boundary_ops import TemperatureSchedule
+from torchrl_vta.modules.decoders import MultiDecoder
+from torchrl_vta.modules.encoders import MultiEncoder
 from torchrl_vta.modules.rssm import HierarchicalRSSM
 from torchrl_vta.original import OriginalVTALoss
 from torchrl_vta.objectives.world_model_loss import WorldModelLoss
@@ -140,17 +142,19 @@ class OriginalModelConfig:
 @dataclass
 class AgentModelConfig:
     """``model=agent``: HierarchicalRSSM world model with ``levels`` (>= 2) levels;
-    ``rssm``/``loss`` pass options through.
+    ``encoder``/``rssm``/``decoder``/``loss`` pass options through (over the size preset).
 
     Example:
-        >>> AgentModelConfig(rssm={"max_seg_len": 8}).rssm
-        {'max_seg_len': 8}
+        >>> AgentModelConfig(rssm={"max_seg_len": 8}, encoder={"cnn_mults": [2, 3, 4]}).encoder
+        {'cnn_mults': [2, 3, 4]}
     """
 
     name: str = "agent"
     size: str = "cpu"
     levels: int = 2
+    encoder: dict[str, Any] = field(default_factory=dict)
     rssm: dict[str, Any] = field(default_factory=dict)
+    decoder: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
     init_size: int = 5
     seq_size: int = 20
@@ -163,6 +167,13 @@ class AgentModelConfig:
                  and self.levels >= 2,
                  f"model.levels must be an int >= 2 (a video model needs boundaries), "
                  f"got {self.levels!r}.")
+        _check_options("model.encoder", self.encoder, MultiEncoder.__init__)
+        _require(not {"obs_spec", "device"} & set(self.encoder),
+                 "model.encoder must not set obs_spec or device (fixed by the data and the run).")
+        _check_options("model.decoder", self.decoder, MultiDecoder.from_encoder)
+        _require(not {"encoder", "in_features", "device"} & set(self.decoder),
+                 "model.decoder must not set encoder, in_features or device (fixed by the model "
+                 "and the run).")
         _check_options("model.rssm", self.rssm, HierarchicalRSSM.__init__)
         _require(not {"action_dim", "embed_dim", "levels"} & set(self.rssm),
                  "model.rssm must not set action_dim, embed_dim or levels (fixed by the data; "

@@ -118,8 +118,8 @@ class AgentVariant:
         self.config = config
         spec = Composite(pixels=Unbounded((3, image_size, image_size)))
         self.world_model = make_world_model(
-            spec, Unbounded((0,)), preset=AGENT_SIZES[config.size], rssm=config.rssm,
-            continue_head=False, levels=config.levels,
+            spec, Unbounded((0,)), preset=AGENT_SIZES[config.size], encoder=config.encoder,
+            rssm=config.rssm, decoder=config.decoder, continue_head=False, levels=config.levels,
         ).to(device)
         self.rssm = self.world_model.rssm
         # Videos carry no reward: the reward head gets zero targets and zero weight.
