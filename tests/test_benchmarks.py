@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -227,3 +229,22 @@ def test_missed_events_splits_events_into_hits_and_misses_by_colour(tmp_path):
     # Every counted event changes the set of visible colours: at least one colour appears.
     appeared = sum(report["hit"]["appears"].values()) + sum(report["miss"]["appears"].values())
     assert appeared >= 1 and set(report["miss"]["appears"]) == {str(c) for c in range(10)}
+    best = report["best_threshold"]
+    assert set(best) == {"0", "1", "2"}
+    # A wider tolerance can only match more: the best does not fall with it.
+    assert best["0"]["f1"] <= best["1"]["f1"] <= best["2"]["f1"] <= 1
+    assert set(report["rule_f1"]) == {"0", "1", "2"}
+
+
+def test_best_threshold_finds_the_separating_threshold():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from missed_events import best_threshold
+
+    generator = torch.Generator().manual_seed(0)
+    event = torch.rand(20, 30, generator=generator) < 0.15
+    event[:, 0] = event[:, -1] = False  # the metric skips t = 0; keep the late copy inside
+    score = torch.rand(20, 30, generator=generator) + 2.0 * event
+    assert best_threshold(score, event, tolerances=(0,))["0"]["f1"] == 1.0
+    # Shifted one step late, an exact match fails and a tolerance of 1 recovers it.
+    best = best_threshold(torch.roll(score, 1, dims=1), event, tolerances=(0, 1))
+    assert best["0"]["f1"] < 0.5 and best["1"]["f1"] == 1.0
