@@ -41,7 +41,7 @@ def colours_present(frame: torch.Tensor, palette: torch.Tensor, tolerance: float
 
 
 def best_threshold(score: torch.Tensor, event: torch.Tensor, tolerances=(0, 1, 2),
-                      most: int = 500) -> dict:
+                   most: int = 500) -> dict:
     """Best boundary F1 of a single threshold (READ where ``score >= threshold``) on ``score``
     ``[N, T]`` against ``event``, per tolerance, with the READ rate where it is reached. The
     thresholds are the distinct scores in the upper half (at most ``most``, evenly by rank).
