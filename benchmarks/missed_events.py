@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torchrl_vta.metrics import boundary_scores
+
 
 def colours_present(frame: torch.Tensor, palette: torch.Tensor, tolerance: float = 20.0,
                     min_pixels: int = 3) -> set[int]:
@@ -52,10 +54,9 @@ def best_threshold(score: torch.Tensor, event: torch.Tensor, tolerances=(0, 1, 2
         >>> best_threshold(score, event, tolerances=(0,))["0"]
         {'f1': 1.0, 'read_rate': 0.333}
     """
-    from torchrl_vta.metrics import boundary_scores
-
-    values = np.unique(score.numpy())
-    values = values[values >= np.median(score.numpy())]
+    flat = score.numpy()
+    values = np.unique(flat)
+    values = values[values >= np.median(flat)]
     values = values[np.unique(np.linspace(0, len(values) - 1, min(most, len(values))).round()
                               .astype(int))]
     best = {}
@@ -73,7 +74,6 @@ def main(argv=None) -> dict:
     """Run the analysis (arguments as on the command line) and return the report."""
     from omegaconf import OmegaConf
 
-    from torchrl_vta.metrics import boundary_scores
     from torchrl_vta.video import load_data, make_variant, validate_config
     from torchrl_vta.video.data import windows
 

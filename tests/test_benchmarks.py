@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end and write what their READMEs say (no timing asserted)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -237,8 +238,11 @@ def test_missed_events_splits_events_into_hits_and_misses_by_colour(tmp_path):
 
 
 def test_best_threshold_finds_the_separating_threshold():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from missed_events import best_threshold
+    script = ROOT / "benchmarks" / "missed_events.py"
+    spec = importlib.util.spec_from_file_location("missed_events", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    best_threshold = module.best_threshold
 
     generator = torch.Generator().manual_seed(0)
     event = torch.rand(20, 30, generator=generator) < 0.15

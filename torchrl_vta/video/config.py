@@ -89,10 +89,16 @@ def _check_window(init_size: int, seq_size: int, bits: int) -> None:
     _require(1 <= bits <= 8, f"model.bits must be in [1, 8], got {bits}.")
 
 
-def _check_options(section: str, options: dict, target) -> None:
+def _check_options(section: str, options: dict, target, reserved: tuple = ()) -> None:
+    """``options`` must be keyword arguments of ``target``, none of them in ``reserved``
+    (the arguments the video model sets itself)."""
     valid = set(inspect.signature(target).parameters) - {"self"}
     unknown = sorted(set(options) - valid)
-    _require(not unknown, f"{section} has unknown option(s) {unknown}; valid: {sorted(valid)}.")
+    _require(not unknown, f"{section} has unknown option(s) {unknown}; valid: "
+                          f"{sorted(valid - set(reserved))}.")
+    fixed = sorted(set(options) & set(reserved))
+    _require(not fixed, f"{section} must not set {fixed}: the data and the model fix them "
+                        f"(the number of levels is model.levels).")
 
 
 @dataclass
@@ -128,8 +134,7 @@ class OriginalModelConfig:
         _require(self.latent_layers >= 0, f"model.latent_layers must be >= 0, got {self.latent_layers}.")
         _require(self.boundary_layers >= 0,
                  f"model.boundary_layers must be >= 0, got {self.boundary_layers}.")
-        _check_options("model.loss", self.loss, OriginalVTALoss.__init__)
-        _require("vta" not in self.loss, "model.loss must not set vta (the model itself).")
+        _check_options("model.loss", self.loss, OriginalVTALoss.__init__, ("vta",))
         _check_window(self.init_size, self.seq_size, self.bits)
 
     def sizes(self) -> tuple[int, int, int]:
@@ -167,22 +172,17 @@ class AgentModelConfig:
                  and self.levels >= 2,
                  f"model.levels must be an int >= 2 (a video model needs boundaries), "
                  f"got {self.levels!r}.")
-        _check_options("model.encoder", self.encoder, MultiEncoder.__init__)
-        _require(not {"obs_spec", "device"} & set(self.encoder),
-                 "model.encoder must not set obs_spec or device (fixed by the data and the run).")
-        _check_options("model.decoder", self.decoder, MultiDecoder.from_encoder)
-        _require(not {"encoder", "in_features", "device"} & set(self.decoder),
-                 "model.decoder must not set encoder, in_features or device (fixed by the model "
-                 "and the run).")
-        _check_options("model.rssm", self.rssm, HierarchicalRSSM.__init__)
-        _require(not {"action_dim", "embed_dim", "levels"} & set(self.rssm),
-                 "model.rssm must not set action_dim, embed_dim or levels (fixed by the data; "
-                 "the number of levels is model.levels).")
+        _check_options("model.encoder", self.encoder, MultiEncoder.__init__,
+                       ("obs_spec", "device"))
+        _check_options("model.decoder", self.decoder, MultiDecoder.from_encoder,
+                       ("encoder", "in_features", "device"))
+        _check_options("model.rssm", self.rssm, HierarchicalRSSM.__init__,
+                       ("action_dim", "embed_dim", "levels"))
         for name in ("max_seg_len", "max_seg_num"):
             value = self.rssm.get(name)
             _require(value is None or value >= 1,
                      f"model.rssm.{name} must be >= 1 (or null), got {value}.")
-        _check_options("model.loss", self.loss, WorldModelLoss.__init__)
+        _check_options("model.loss", self.loss, WorldModelLoss.__init__, ("world_model",))
         _check_window(self.init_size, self.seq_size, self.bits)
 
 
