@@ -78,6 +78,8 @@ def test_bad_options_fail_before_any_work(tmp_path, overrides, message):
 def test_validation_names_the_bad_option():
     config = validate_config(_compose("preset=smoke"))
     assert config.window == 10 and config.model.sizes() == (16, 8, 2)
+    resumed = validate_config(_compose("resume=true", "checkpoint_every_min=null")).run
+    assert resumed.resume and resumed.checkpoint_every_min is None
     one_ball = validate_config(_compose("dataset=one_ball")).dataset
     assert one_ball.name == "balls" and one_ball.options["num_balls"] == 1
     cases = [
@@ -95,6 +97,7 @@ def test_validation_names_the_bad_option():
         (("model.seq_size=40",), r"dataset.seq_len \(30\) must be >= the model window"),
         (("+eval.tolerance=1",), "invalid option in 'eval'"),
         (("eval.split=test",), "eval.split must be 'heldout' or 'train'"),
+        (("checkpoint_every_min=-1",), "checkpoint_every_min must be > 0"),
     ]
     for overrides, message in cases:
         with pytest.raises(ValueError, match=message):

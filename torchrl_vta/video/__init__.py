@@ -25,6 +25,7 @@ from torchrl_vta.video.config import (
 from torchrl_vta.video.data import load_data, windows
 from torchrl_vta.video.evaluation import boundary_report, evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
+from torchrl_vta.video.resume import SAFE_ON_RESUME, VideoCheckpoints, config_dict
 from torchrl_vta.video.run import run_video_experiment
 from torchrl_vta.video.training import train_video_model
 from torchrl_vta.video.variants import AgentVariant, Inference, OriginalVariant, make_variant
@@ -39,9 +40,12 @@ __all__ = [
     "OriginalModelConfig",
     "OriginalVariant",
     "RunConfig",
+    "SAFE_ON_RESUME",
     "TemperatureConfig",
+    "VideoCheckpoints",
     "VideoConfig",
     "boundary_report",
+    "config_dict",
     "evaluate_video_model",
     "load_data",
     "make_variant",

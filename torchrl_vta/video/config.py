@@ -268,6 +268,8 @@ class RunConfig:
     log_every: int = 50
     data_dir: str = "data"
     init_from: Optional[str] = None
+    resume: bool = False
+    checkpoint_every_min: Optional[float] = 10.0
 
     def __post_init__(self):
         _require(self.steps >= 0, f"steps must be >= 0, got {self.steps}.")
@@ -277,6 +279,9 @@ class RunConfig:
         _positive("run", batch_size=self.batch_size, log_every=self.log_every)
         _require(self.time_budget_min is None or self.time_budget_min > 0,
                  f"time_budget_min must be > 0 (or null), got {self.time_budget_min}.")
+        _require(self.checkpoint_every_min is None or self.checkpoint_every_min > 0,
+                 f"checkpoint_every_min must be > 0 (or null: only when training ends), got "
+                 f"{self.checkpoint_every_min}.")
         _require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
                  f"device must be auto, cpu, cuda[:i] or mps, got {self.device!r}.")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from torchrl_vta.video.config import VideoConfig
 from torchrl_vta.video.data import load_data
 from torchrl_vta.video.evaluation import evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
+from torchrl_vta.video.resume import VideoCheckpoints, config_dict
 from torchrl_vta.video.training import train_video_model
 from torchrl_vta.video.variants import make_variant
 
@@ -25,9 +25,10 @@ log = logging.getLogger("vta_video")
 
 def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
     """Train, evaluate and write every output into ``out_dir``: ``metrics.json``,
-    ``model.pt``, ``boundary_strip.png``, ``generation_{full,jumpy}.png`` and CSV logs.
-    ``run.init_from`` loads a saved ``model.pt`` first (``steps=0`` only re-evaluates it).
-    Returns the metrics.
+    ``model.pt``, ``boundary_strip.png``, ``generation_{full,jumpy}.png``, CSV logs and
+    ``checkpoints/``. ``run.init_from`` loads a saved ``model.pt`` first (``steps=0`` only
+    re-evaluates it); ``run.resume`` continues the run's newest checkpoint
+    (:mod:`torchrl_vta.video.resume`). Returns the metrics.
 
     Example:
         >>> import tempfile, os
@@ -44,6 +45,8 @@ def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = VideoCheckpoints(out_dir)
+    resume_from = checkpoints.start(config)  # before any data or model: a wrong resume fails fast
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     torch.manual_seed(config.run.seed)
@@ -59,22 +62,21 @@ def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
     variant = make_variant(config, device)
     log.info("%s model: %d parameters", config.model.name,
              sum(p.numel() for p in variant.loss.parameters()))
-    if config.run.init_from is not None:
+    if config.run.init_from is not None and resume_from is None:
         # Same model options as the run that saved it; steps=0 only re-evaluates.
         variant.loss.load_state_dict(torch.load(config.run.init_from, map_location=device))
         log.info("loaded %s", config.run.init_from)
     logger = CSVLogger(exp_name="vta_video", log_dir=str(out_dir / "logs"))
     metrics = {"model": config.model.name, "dataset": config.dataset.name}
-    metrics.update(train_video_model(variant, train_data["pixels"], config, device, logger))
+    metrics.update(train_video_model(variant, train_data["pixels"], config, device, logger,
+                                     checkpoints=checkpoints, resume_from=resume_from))
     torch.save(variant.loss.state_dict(), out_dir / "model.pt")
     metrics.update(evaluate_video_model(variant, eval_data, config, device))
     save_boundary_strip(variant, eval_data, config, out_dir / "boundary_strip.png", device)
     for mode in ("full", "jumpy"):
         save_generation(variant, eval_data, config, mode, out_dir / f"generation_{mode}.png",
                         device)
-    metrics["config"] = {"run": asdict(config.run), "dataset": asdict(config.dataset),
-                         "model": asdict(config.model), "optim": asdict(config.optim),
-                         "temperature": asdict(config.temperature), "eval": asdict(config.eval)}
+    metrics["config"] = config_dict(config)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for name in ("forcing_on", "forcing_off"):
         report = metrics[name]

@@ -1,5 +1,6 @@
 """Training of a video model: Adam (optionally AMSGrad) on random windows, the segment
-policy's temperature annealed by its schedule, a step and a wall-time budget."""
+policy's temperature annealed by its schedule, a step and a wall-time budget, periodic
+checkpoints and resuming from one (:mod:`torchrl_vta.video.resume`)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,39 @@ import torch
 
 from torchrl_vta.modules.boundary_ops import TemperatureSchedule
 from torchrl_vta.video.config import VideoConfig
+from torchrl_vta.video.resume import VideoCheckpoints
 
 __all__ = ["train_video_model"]
 
 log = logging.getLogger(__name__)
 
 
+def _random_state(generator: torch.Generator) -> dict:
+    # What a step draws from: the window sampler and torch's global generators.
+    state = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore(variant, optimizer, generator: torch.Generator, state: dict) -> None:
+    variant.loss.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
 def train_video_model(variant, pixels: torch.Tensor, config: VideoConfig, device="cpu",
-                      logger=None) -> dict:
+                      logger=None, *, checkpoints: VideoCheckpoints | None = None,
+                      resume_from: dict | None = None) -> dict:
     """Adam on random windows of ``pixels`` ``[N, T, 3, H, W]`` uint8; stops after
-    ``run.steps`` or ``run.time_budget_min``. Scalars go to ``logger`` (a TorchRL logger)
-    every ``run.log_every`` steps. Returns the step count, timings and last losses.
+    ``run.steps`` or ``run.time_budget_min`` (training time of every session). Scalars go
+    to ``logger`` (a TorchRL logger) every ``run.log_every`` steps. With ``checkpoints``
+    the training state is saved every ``run.checkpoint_every_min`` and at the end;
+    ``resume_from`` (a state :meth:`VideoCheckpoints.start` returned) continues it bit for
+    bit. Returns the step count, timings and last losses.
 
     Example:
         >>> from torchrl_vta.video import make_variant, validate_config
@@ -41,13 +64,29 @@ def train_video_model(variant, pixels: torch.Tensor, config: VideoConfig, device
     offsets = torch.arange(window)
     budget = None if run.time_budget_min is None else 60.0 * run.time_budget_min
     variant.loss.train()
+    begin, before = 0, 0.0
+    if resume_from is not None:
+        _restore(variant, optimizer, generator, resume_from)
+        begin, before = int(resume_from["step"]), float(resume_from["train_time_s"])
     start = time.monotonic()
+    saved_at = start
+    every = None if run.checkpoint_every_min is None else 60.0 * run.checkpoint_every_min
+
+    def save(next_step: int) -> None:
+        nonlocal saved_at
+        checkpoints.write({"model": variant.loss.state_dict(), "optimizer": optimizer.state_dict(),
+                           "step": next_step, "train_time_s": before + time.monotonic() - start,
+                           **_random_state(generator)}, config)
+        saved_at = time.monotonic()
+
     last: dict = {}
-    step = 0
-    for step in range(run.steps):
-        if budget is not None and time.monotonic() - start > budget:
+    step = begin
+    for step in range(begin, run.steps):
+        if budget is not None and before + time.monotonic() - start > budget:
             log.info("time budget of %.1f min reached after %d steps", run.time_budget_min, step)
             break
+        if checkpoints is not None and every is not None and time.monotonic() - saved_at > every:
+            save(step)
         index = torch.randint(pixels.shape[0], (run.batch_size, 1), generator=generator)
         first = torch.randint(pixels.shape[1] - window + 1, (run.batch_size, 1), generator=generator)
         batch = pixels[index, first + offsets].to(device)
@@ -70,8 +109,10 @@ def train_video_model(variant, pixels: torch.Tensor, config: VideoConfig, device
                                         if k not in ("total",)),
             )
     else:
-        step = run.steps
-    elapsed = time.monotonic() - start
+        step = max(run.steps, begin)
+    if checkpoints is not None:
+        save(step)
+    elapsed = before + time.monotonic() - start
     return {"steps_done": step, "train_time_s": elapsed,
             "seconds_per_step": elapsed / max(step, 1), "final_train_losses": last}
 
