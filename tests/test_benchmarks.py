@@ -252,3 +252,31 @@ def test_best_threshold_finds_the_separating_threshold():
     # Shifted one step late, an exact match fails and a tolerance of 1 recovers it.
     best = best_threshold(torch.roll(score, 1, dims=1), event, tolerances=(0, 1))
     assert best["0"]["f1"] < 0.5 and best["1"]["f1"] == 1.0
+
+
+def test_level_probe_scores_every_state_part_of_a_three_level_model(tmp_path):
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
+                    "dataset=nested_one_ball", "model=agent", "model.levels=3",
+                    f"hydra.run.dir={run}", f"data_dir={tmp_path / 'data'}"], check=True,
+                   capture_output=True, cwd=ROOT, timeout=300)
+    out = tmp_path / "probe.json"
+    _run("level_probe.py", str(run), "--sequences", "6", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert set(report["accuracy"]) == {"embed", "h", "s", "c_1", "c_2", "z_1", "z_2"}
+    assert report["scenes"] >= 2 and 0 < report["majority_rate"] <= 1
+    assert all(0 <= value <= 1 for value in report["accuracy"].values())
+
+
+def test_level_probe_separates_what_a_feature_carries_from_what_it_does_not():
+    script = ROOT / "benchmarks" / "level_probe.py"
+    spec = importlib.util.spec_from_file_location("level_probe", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (400,), generator=generator)
+    train = torch.arange(400) < 200
+    carried = torch.nn.functional.one_hot(labels, 4).float() + 0.1 * torch.randn(400, 4, generator=generator)
+    noise = torch.randn(400, 4, generator=generator)
+    assert module.probe_accuracy(carried, labels, train) > 0.95
+    assert module.probe_accuracy(noise, labels, train) < 0.45
