@@ -193,6 +193,28 @@ def test_cluster_split_cuts_above_the_second_mode_and_keeps_one_mode_alone():
                                    split_surprise(histogram))
 
 
+def test_interior_split_leaves_the_half_mass_bound_for_the_valley_above_it():
+    def logs(low, high, count):  # evenly log-spaced surprise, nats
+        return torch.exp(torch.linspace(math.log(low), math.log(high), count))
+
+    # A floor mode, a broad walking shoulder and events (maze seed 1 at update 4,150):
+    # Otsu's split drops into the shoulder, and the capped search stops at the half-mass cut.
+    values = torch.cat([logs(0.3, 2.0, 300), logs(1.5, 30.0, 500), logs(60.0, 300.0, 150)])
+    histogram = _histogram(values)
+    mass_below = lambda cut: float((values <= cut).float().mean())  # noqa: E731
+    plain = split_surprise(histogram).item()
+    assert mass_below(plain) == pytest.approx(0.5, abs=0.03)      # on the bound, not a valley
+    interior = split_surprise(histogram, interior=True).item()
+    assert 30.0 <= interior <= 60.0, interior                       # in the gap before events
+    policy = SegmentPolicy(kind="surprise", surprise_reference="split_interior")
+    policy.load_histogram(histogram)
+    assert policy.surprise_scale == split_surprise(histogram, interior=True)
+    assert policy.surprise_threshold == 1.0
+    # Where the split already sits in a valley, nothing changes.
+    gap = _histogram(torch.cat([logs(0.5, 3.0, 860), logs(40.0, 90.0, 140)]))
+    torch.testing.assert_close(split_surprise(gap, interior=True), split_surprise(gap))
+
+
 def test_running_maximum_ignores_a_few_huge_events():
     generator = torch.Generator().manual_seed(0)
     quiet = 2 + torch.rand(900, generator=generator)           # 2-3 nats

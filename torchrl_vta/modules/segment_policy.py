@@ -98,8 +98,9 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
             nothing. Structural READs happen regardless.
         temperature: Gumbel-softmax temperature, or a :class:`TemperatureSchedule` that
             :meth:`anneal` follows (the ``schedule`` attribute; it can be set later).
-        surprise_reference: the running scale, ``"split"`` (default), ``"split3"``,
-            ``"clusters"`` or ``"max"`` (see the module docstring).
+        surprise_reference: the running scale, ``"split"`` (default), ``"split_interior"``,
+            ``"split3"``, ``"clusters"`` or ``"max"`` (see
+            :mod:`~torchrl_vta.modules.segment_surprise`).
         surprise_threshold: a surprise READ needs ``surprise / scale >= threshold``
             (``None``: 1.0 with the splits, at or above the split; 0.0 with ``"max"``).
         surprise_prominence: ... and a rise of at least this much (in units of the scale)

@@ -53,7 +53,7 @@ def histogram_quantile(histogram: torch.Tensor, quantile: float) -> torch.Tensor
     return torch.expm1(edges[index + 1]).clamp_min(1e-6)
 
 
-def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
+def split_surprise(histogram: torch.Tensor, *, interior: bool = False) -> torch.Tensor:
     """The minimum-error split (nats) of a histogram of ``log(1 + surprise)``.
 
     Kittler and Illingworth's threshold: the cut whose two sides, each fitted by a
@@ -63,10 +63,19 @@ def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
     of equal spread) it stays close to a tight "expected" mode when the "event" side is
     broad, as surprise is. Returned as the upper edge of the last "expected" bin.
 
+    ``interior=True``: where that search ends on its lower bound (the half-mass cut, so not a
+    minimum of the criterion but the edge of the range searched, which happens when Otsu's
+    split drops between two modes of expected steps), the lowest interior local minimum of
+    the criterion above it is taken instead, if one is lower than the bound's value.
+
     Examples:
         >>> hist = torch.histc(torch.tensor([1.0] * 50 + [5.0] * 5).log1p(), BINS, 0, LOG_MAX)
         >>> 1.0 < split_surprise(hist).item() <= 5.0
         True
+        >>> steps = [0.5] * 23 + [1.5] * 12 + [3.0] * 16 + [6.0] * 16 + [12.0] * 18 + [22.0] * 15
+        >>> hist = torch.histc(torch.tensor(steps + [90.0] * 14).log1p(), BINS, 0, LOG_MAX)
+        >>> split_surprise(hist).item() < 12.0, 22.0 < split_surprise(hist, interior=True).item() < 90.0
+        (True, True)
     """
     p = histogram / histogram.sum().clamp_min(1e-12)
     edges = _bin_edges(p)
@@ -89,8 +98,16 @@ def split_surprise(histogram: torch.Tensor) -> torch.Tensor:
     between = (m1[-1] * p1 - m1).square() / (p1 * p2).clamp_min(1e-12)
     between = torch.where((p1 > 1e-6) & (p2 > 1e-6), between, -1.0)
     otsu = between.argmax()
-    allowed = (p1 >= 0.5) & (p2 > 1e-6) & (torch.arange(p.numel(), device=p.device) <= otsu)
+    index = torch.arange(p.numel(), device=p.device)
+    valid = (p1 >= 0.5) & (p2 > 1e-6)
+    allowed = valid & (index <= otsu)
     cut = torch.where(allowed, error, float("inf")).argmin() if allowed.any() else otsu
+    if interior and allowed.any():
+        low = index[allowed].min()
+        inside = torch.zeros_like(valid)
+        inside[1:-1] = (error[1:-1] <= error[:-2]) & (error[1:-1] <= error[2:])
+        minima = valid & inside & (index > low) & (error < error[low]) & (cut == low)
+        cut = index[minima].min() if minima.any() else cut
     return torch.expm1(edges[cut + 1]).clamp_min(1e-6)
 
 
