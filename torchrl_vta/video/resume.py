@@ -52,7 +52,7 @@ class VideoCheckpoints:
     """The checkpoints of one video run directory.
 
     ``start(config)`` returns the state to resume from (``None`` for a fresh start), after
-    checking that ``config`` may continue it; ``save(...)`` writes one.
+    checking that ``config`` may continue it; ``write(state, config)`` saves one.
 
     Example:
         >>> import tempfile
@@ -111,4 +111,3 @@ class VideoCheckpoints:
         """Save ``state`` (with ``config``) as the newest checkpoint."""
         self.checkpointer.save({**state, "config": config_dict(config)},
                                meta={"step": int(state["step"])})
-
