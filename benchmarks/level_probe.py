@@ -69,9 +69,7 @@ def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, train: torch.Te
 
 def main(argv=None) -> dict:
     """Run the probes (arguments as on the command line) and return the report."""
-    from omegaconf import OmegaConf
-
-    from torchrl_vta.video import load_data, make_variant, validate_config
+    from torchrl_vta.video import load_data, load_video_run
     from torchrl_vta.video.data import windows
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,13 +78,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    config = validate_config(OmegaConf.load(args.run / ".hydra" / "config.yaml"))
+    config, variant = load_video_run(args.run)
     if config.model.name != "agent":
         raise SystemExit(f"{args.run} holds a model={config.model.name} run; the probe reads "
                          "the agent world model's levels (model=agent).")
-    variant = make_variant(config)
-    variant.loss.load_state_dict(torch.load(args.run / "model.pt", map_location="cpu"))
-    variant.loss.eval()
     train, _ = load_data(config.dataset, config.run.data_dir)
     pixels = windows(train["pixels"][: args.sequences], config.window)
     _, labels = torch.unique(background(pixels.flatten(0, 1)), return_inverse=True)

@@ -72,9 +72,7 @@ def best_threshold(score: torch.Tensor, event: torch.Tensor, tolerances=(0, 1, 2
 
 def main(argv=None) -> dict:
     """Run the analysis (arguments as on the command line) and return the report."""
-    from omegaconf import OmegaConf
-
-    from torchrl_vta.video import load_data, make_variant, validate_config
+    from torchrl_vta.video import load_data, load_video_run
     from torchrl_vta.video.data import windows
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,10 +81,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    config = validate_config(OmegaConf.load(args.run / ".hydra" / "config.yaml"))
-    variant = make_variant(config)
-    variant.loss.load_state_dict(torch.load(args.run / "model.pt", map_location="cpu"))
-    variant.loss.eval()
+    config, variant = load_video_run(args.run)
     train, _ = load_data(config.dataset, config.run.data_dir)
     data = train[: args.windows]
     pixels = windows(data["pixels"], config.window)

@@ -26,7 +26,7 @@ from torchrl_vta.video.data import load_data, windows
 from torchrl_vta.video.evaluation import boundary_report, evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
 from torchrl_vta.video.resume import SAFE_ON_RESUME, VideoCheckpoints, config_dict
-from torchrl_vta.video.run import run_video_experiment
+from torchrl_vta.video.run import load_video_run, run_video_experiment
 from torchrl_vta.video.training import train_video_model
 from torchrl_vta.video.variants import AgentVariant, Inference, OriginalVariant, make_variant
 
@@ -48,6 +48,7 @@ __all__ = [
     "config_dict",
     "evaluate_video_model",
     "load_data",
+    "load_video_run",
     "make_variant",
     "run_video_experiment",
     "save_boundary_strip",

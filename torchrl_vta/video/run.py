@@ -10,7 +10,7 @@ import torch
 from torchrl.record.loggers.csv import CSVLogger
 
 from torchrl_vta.recipe import select_device
-from torchrl_vta.video.config import VideoConfig
+from torchrl_vta.video.config import VideoConfig, validate_config
 from torchrl_vta.video.data import load_data
 from torchrl_vta.video.evaluation import evaluate_video_model
 from torchrl_vta.video.pictures import save_boundary_strip, save_generation
@@ -18,7 +18,7 @@ from torchrl_vta.video.resume import VideoCheckpoints, config_dict
 from torchrl_vta.video.training import train_video_model
 from torchrl_vta.video.variants import make_variant
 
-__all__ = ["run_video_experiment"]
+__all__ = ["load_video_run", "run_video_experiment"]
 
 log = logging.getLogger("vta_video")
 
@@ -92,3 +92,30 @@ def run_video_experiment(config: VideoConfig, out_dir: str | Path) -> dict:
                  report["offsets"], {k: round(v, 3) for k, v in report["score_profile"].items()})
     log.info("outputs in %s: %s", out_dir, sorted(p.name for p in out_dir.iterdir()))
     return metrics
+
+
+def load_video_run(run_dir: str | Path, device: str = "cpu"):
+    """The validated config and the trained model (eval mode) of a finished run directory
+    (its ``.hydra/config.yaml`` and ``model.pt``), e.g. for an analysis script.
+
+    Example:
+        >>> import tempfile, os
+        >>> from omegaconf import OmegaConf
+        >>> from torchrl_vta.video import make_variant, validate_config
+        >>> run = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(run, ".hydra"))
+        >>> raw = {"model": {"name": "agent", "size": "tiny"}}
+        >>> OmegaConf.save(OmegaConf.create(raw), os.path.join(run, ".hydra", "config.yaml"))
+        >>> torch.save(make_variant(validate_config(raw)).loss.state_dict(), os.path.join(run, "model.pt"))
+        >>> config, variant = load_video_run(run)
+        >>> config.model.name, variant.loss.training
+        ('agent', False)
+    """
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    config = validate_config(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    variant = make_variant(config, device)
+    variant.loss.load_state_dict(torch.load(run_dir / "model.pt", map_location=device))
+    variant.loss.eval()
+    return config, variant
