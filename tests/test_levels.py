@@ -210,3 +210,28 @@ def test_upper_levels_follow_level_one_temperature_and_limits():
         assert upper.limit_mode == "off"
     assert upper.limit_mode == rssm.segment_policy.limit_mode == "prior"
     assert not any("_leader" in key for key in rssm.state_dict())
+
+
+def test_upper_warmup_keeps_level_two_copying_while_level_one_reads():
+    """``upper_surprise_warmup``: the levels above level 1 do not READ (beyond the
+    structural steps) for that many training sequences, while level 1 does and level 2's
+    statistics are gathered; then level 2 READs again, and the count survives a state dict."""
+    embed, action, is_init = sequence()
+    torch.manual_seed(0)
+    rssm = rssm_of(3, boundary_kind="surprise", surprise_init_scale=0.5,
+                   upper_surprise_warmup=2).train()
+    free = torch.ones(8, 16, dtype=torch.bool)
+    free[:, 0] = free[:, 7] = False
+    for _ in range(2):
+        out, _ = rssm.observe(embed, action, is_init)
+        reads = level_reads(out, 3)
+        assert reads[..., 0][free].sum() > 0
+        assert reads[..., 1][free].sum() == 0
+        assert (reads[..., 1][~free] == 1).all()
+    assert rssm.upper[0].segment_policy.surprise_histogram.sum() > 0
+    assert "surprise_updates" not in "".join(rssm.segment_policy.state_dict())
+    copy = rssm_of(3, boundary_kind="surprise", upper_surprise_warmup=2)
+    copy.load_state_dict(rssm.state_dict())
+    assert not copy.upper[0].segment_policy.warming_up()
+    out, _ = rssm.observe(embed, action, is_init)
+    assert level_reads(out, 3)[..., 1][free].sum() > 0

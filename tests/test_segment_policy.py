@@ -414,6 +414,8 @@ def test_original_posterior_limits_come_from_the_policy():
         (dict(surprise_quantile=1.0), "surprise_quantile"),
         (dict(surprise_init_scale=0.0), "surprise_init_scale"),
         (dict(temperature=0.0), "temperature"),
+        (dict(kind="surprise", surprise_warmup=-1), "surprise_warmup"),
+        (dict(kind="learned", surprise_warmup=10), "surprise_warmup"),
     ],
 )
 def test_bad_options_name_the_option(options, match):
@@ -459,3 +461,12 @@ def test_loaded_histogram_sets_the_scale_as_training_does():
     with pytest.raises(ValueError, match="histogram must have shape"):
         SegmentPolicy().load_histogram(torch.zeros(10))
 
+
+
+def test_warmup_holds_surprise_reads_back_for_its_training_sequences():
+    surprise, trough = torch.tensor([0.5, 30.0]), torch.zeros(2)
+    policy = SegmentPolicy(kind="surprise", surprise_init_scale=1.0, surprise_warmup=2)
+    for _ in range(2):
+        assert policy.surprise_read(surprise, trough)[0].tolist() == [False, False]
+        policy.update_statistics(torch.cat([torch.full((90,), 1.0), torch.full((10,), 40.0)]))
+    assert policy.surprise_read(surprise, trough)[0].tolist() == [False, True]

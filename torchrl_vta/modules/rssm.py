@@ -87,6 +87,9 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
             kinds), read at level ``j``'s READs: ``"level"`` (default), level ``j``'s own KL
             on its continued candidate; ``"observation"``, the observation level's surprise,
             so a higher level READs at the larger changes among the lower level's events.
+        surprise_warmup / upper_surprise_warmup: training sequences during which level 1's /
+            the higher levels' surprise criterion does not READ (``surprise`` kind; 0, the
+            default, none): the levels below train first, as SUNTA orders its levels.
 
     Every level-1 boundary decision is made by ``self.segment_policy`` (one
     :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,
@@ -150,6 +153,8 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
         upper_max_seg_len: int | None = None,
         upper_max_seg_num: int | None = None,
         upper_surprise_source: str = "level",
+        surprise_warmup: int = 0,
+        upper_surprise_warmup: int = 0,
     ):
         super().__init__()
         if upper_surprise_source not in UPPER_SURPRISE_SOURCES:
@@ -179,7 +184,7 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
             surprise_momentum=surprise_momentum,
             surprise_init_scale=surprise_init_scale,
         )
-        self.segment_policy = SegmentPolicy(**policy_options)
+        self.segment_policy = SegmentPolicy(**policy_options, surprise_warmup=surprise_warmup)
 
         def latent_kwargs(kind, stoch, grp, cls):
             if kind == "gaussian":
@@ -257,7 +262,8 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
                                          hidden=boundary_hidden or hidden,
                                          layers=boundary_layers),
                     policy=SegmentPolicy(**{**policy_options, "max_seg_len": upper_max_seg_len,
-                                            "max_seg_num": upper_max_seg_num}
+                                            "max_seg_num": upper_max_seg_num,
+                                            "surprise_warmup": upper_surprise_warmup}
                                          ).follow(self.segment_policy),
                 ))
             self.context_shape = ((levels - 1) * boundary_left, boundary_proj_dim)

@@ -112,6 +112,10 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
             observations and the latent sizes: a per-world option, not a default.
         surprise_momentum: EMA momentum of the surprise histogram.
         surprise_init_scale: the scale before any training sequence (nats).
+        surprise_warmup: training sequences (statistics updates) during which the surprise
+            criterion never READs (structural READs still happen) while its statistics
+            are gathered: the level below trains first, as SUNTA trains its low level
+            before the high one. 0 (default): no warm-up. Surprise kinds only.
 
     Examples:
         >>> policy = SegmentPolicy(kind="surprise", surprise_init_scale=1.5)
@@ -141,6 +145,7 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
         surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
+        surprise_warmup: int = 0,
     ):
         super().__init__()
         if kind not in BOUNDARY_KINDS:
@@ -154,6 +159,7 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
         self._init_surprise(surprise_reference, surprise_threshold, surprise_prominence,
                             surprise_quantile, surprise_min_nats, surprise_momentum,
                             surprise_init_scale)
+        self._init_warmup(surprise_warmup)
 
     # ------------------------------------------------------------ options
     @property

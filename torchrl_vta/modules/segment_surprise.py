@@ -106,6 +106,38 @@ class SurpriseCriterion:
         self.register_buffer("surprise_scale", torch.tensor(init))
         self.register_buffer("surprise_histogram", torch.zeros(BINS))
 
+    def _init_warmup(self, surprise_warmup) -> None:
+        if not isinstance(surprise_warmup, int) or isinstance(surprise_warmup, bool) or (
+            surprise_warmup < 0
+        ):
+            raise ValueError(f"surprise_warmup must be an int >= 0 (training sequences), got "
+                             f"{surprise_warmup!r}.")
+        if surprise_warmup and self.kind != "surprise":
+            raise ValueError(f"surprise_warmup={surprise_warmup} needs boundary kind "
+                             f"'surprise' (the criterion it holds back), got {self.kind!r}; "
+                             f"set surprise_warmup=0 or the kind to 'surprise'.")
+        self.surprise_warmup = surprise_warmup
+        if surprise_warmup:
+            # Only with a warm-up, so the state dicts of runs without one are unchanged.
+            self.register_buffer("surprise_updates", torch.zeros((), dtype=torch.long))
+
+    def warming_up(self) -> torch.Tensor | bool:
+        """Whether the criterion is still held back by ``surprise_warmup`` (a bool tensor,
+        so that deciding stays free of data-dependent branches).
+
+        Examples:
+            >>> from torchrl_vta.modules.segment_policy import SegmentPolicy
+            >>> policy = SegmentPolicy(kind="surprise", surprise_warmup=1)
+            >>> bool(policy.warming_up())
+            True
+            >>> policy.update_statistics(torch.tensor([1.0, 2.0]))
+            >>> bool(policy.warming_up())
+            False
+        """
+        if not self.surprise_warmup:
+            return False
+        return self.surprise_updates < self.surprise_warmup
+
     def normalise(self, surprise: torch.Tensor) -> torch.Tensor:
         """Surprise (nats) in units of the running scale.
 
@@ -123,7 +155,8 @@ class SurpriseCriterion:
         the lowest normalised surprise since the last READ (``trough``; 0 after a reset).
 
         READ iff ``u >= surprise_threshold``, ``u - trough >= surprise_prominence`` and
-        ``surprise >= surprise_min_nats``, with ``u = surprise / scale``.
+        ``surprise >= surprise_min_nats``, with ``u = surprise / scale``; never during the
+        ``surprise_warmup``.
 
         Examples:
             >>> from torchrl_vta.modules.segment_policy import SegmentPolicy
@@ -138,6 +171,8 @@ class SurpriseCriterion:
         )
         if self.surprise_min_nats > 0:
             read = read & (surprise.detach() >= self.surprise_min_nats)
+        if self.surprise_warmup:
+            read = read & ~self.warming_up()
         return read, normalised
 
     def surprise_trough(
@@ -242,6 +277,8 @@ class SurpriseCriterion:
         values = surprise.detach().reshape(-1)
         if valid is not None:
             values = values[valid.reshape(-1)]
+        if self.surprise_warmup:
+            self.surprise_updates.add_(1)
         if values.numel() == 0:
             return
         logs = values.float().clamp_min(0).log1p().clamp_max(LOG_MAX)
