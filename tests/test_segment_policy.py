@@ -285,6 +285,47 @@ def test_acting_filter_reproduces_rollout_boundaries_for_every_kind(kind, traini
         torch.testing.assert_close(stepped[key], out[key], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("rearm", ["rise", "typical"])
+def test_acting_filter_reproduces_rollout_boundaries_for_each_rearm(rearm):
+    torch.manual_seed(0)
+    rssm = tiny_rssm(boundary_kind="surprise", surprise_rearm=rearm).eval()
+    embed, action = torch.randn(3, 12, EMBED) * 3, torch.randn(3, 12, ACTION)
+    is_init = torch.zeros(3, 12, dtype=torch.bool)
+    is_init[:, 0] = True
+    calibration, _ = rssm.observe(embed, action, is_init)
+    # A histogram whose median sits among the surprises, so "typical" is not 0.
+    rssm.segment_policy.update_statistics(calibration["obs_surprise"][:, 1:] * 0.8)
+    estimator = HierarchicalStateEstimator(rssm)
+    td = estimator.initial_tensordict([3])
+    steps = []
+    for t in range(12):
+        td["embed"], td["prev_action"], td["is_init"] = embed[:, t], action[:, t], is_init[:, t, None]
+        estimator(td)
+        steps.append(td.select("boundary", "surprise").clone())
+    stepped = torch.stack(steps, 1)
+    out, _ = rssm.observe(embed, action, is_init)
+    assert torch.equal(stepped["boundary"], out["boundary"])
+    assert 0 < out["boundary"][:, 1:].mean() < 1, "the test needs both READ and COPY"
+
+
+def test_typical_rearm_reads_back_to_back_events_that_rise_merges():
+    """Two events in a row, the second smaller: "rise" READs the first only (no trough
+    between them), "typical" READs both; a quiet step after a READ READs under neither."""
+    history = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)])
+    surprise = torch.tensor([2.0, 50.0, 40.0, 2.0, 2.0, 45.0, 2.0])
+    reads = {}
+    for rearm in ("rise", "typical"):
+        policy = SegmentPolicy(kind="surprise", surprise_momentum=0.0, surprise_rearm=rearm)
+        policy.update_statistics(history)
+        trough, out = policy.typical_surprise(), []
+        for value in surprise:
+            read, normalised = policy.surprise_read(value, trough)
+            trough = policy.surprise_trough(normalised, read, trough)
+            out.append(int(read))
+        reads[rearm] = out
+    assert reads == {"rise": [0, 1, 0, 0, 0, 1, 0], "typical": [0, 1, 1, 0, 0, 1, 0]}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_limits_hold_for_every_kind(kind):
     torch.manual_seed(0)
@@ -415,6 +456,7 @@ def test_original_posterior_limits_come_from_the_policy():
         (dict(surprise_init_scale=0.0), "surprise_init_scale"),
         (dict(temperature=0.0), "temperature"),
         (dict(kind="surprise", surprise_warmup=-1), "surprise_warmup"),
+        (dict(surprise_rearm="never"), "surprise_rearm"),
         (dict(kind="learned", surprise_warmup=10), "surprise_warmup"),
     ],
 )

@@ -78,7 +78,8 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
             (the first step and ``is_init`` steps are READ regardless).
             Imagination counts its segments from its own start.
         surprise_reference, surprise_threshold, surprise_prominence,
-            surprise_quantile, surprise_min_nats, surprise_momentum, surprise_init_scale:
+            surprise_quantile, surprise_min_nats, surprise_momentum, surprise_init_scale,
+            surprise_rearm:
             options of the surprise criterion
             (:class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`).
         upper_max_seg_len / upper_max_seg_num: segment limits of the levels above level 1
@@ -150,6 +151,7 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
         surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
+        surprise_rearm: str = "rise",
         upper_max_seg_len: int | None = None,
         upper_max_seg_num: int | None = None,
         upper_surprise_source: str = "level",
@@ -183,6 +185,7 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
             surprise_min_nats=surprise_min_nats,
             surprise_momentum=surprise_momentum,
             surprise_init_scale=surprise_init_scale,
+            surprise_rearm=surprise_rearm,
         )
         self.segment_policy = SegmentPolicy(**policy_options, surprise_warmup=surprise_warmup)
 

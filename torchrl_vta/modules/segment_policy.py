@@ -112,6 +112,11 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
             observations and the latent sizes: a per-world option, not a default.
         surprise_momentum: EMA momentum of the surprise histogram.
         surprise_init_scale: the scale before any training sequence (nats).
+        surprise_rearm: where the trough restarts after a READ: ``"rise"`` (default) at
+            the READ's own surprise, so the next READ needs a rise above it (a plateau READs
+            once; so does a smaller event right after a larger one); ``"typical"`` at the
+            typical surprise, so a step right after a READ READs if it is itself a peak
+            (back-to-back events both READ).
         surprise_warmup: training sequences (statistics updates) during which the surprise
             criterion never READs (structural READs still happen) while its statistics
             are gathered: the level below trains first, as SUNTA trains its low level
@@ -145,6 +150,7 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
         surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
+        surprise_rearm: str = "rise",
         surprise_warmup: int = 0,
     ):
         super().__init__()
@@ -159,6 +165,7 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
         self._init_surprise(surprise_reference, surprise_threshold, surprise_prominence,
                             surprise_quantile, surprise_min_nats, surprise_momentum,
                             surprise_init_scale)
+        self._init_rearm(surprise_rearm)
         self._init_warmup(surprise_warmup)
 
     # ------------------------------------------------------------ options

@@ -43,12 +43,14 @@ from torchrl_vta.modules.surprise_split import (
     split_surprise_clusters,
 )
 
-__all__ = ["SURPRISE_FEATURES", "SURPRISE_REFERENCES", "SurpriseCriterion"]
+__all__ = ["SURPRISE_FEATURES", "SURPRISE_REARMS", "SURPRISE_REFERENCES", "SurpriseCriterion"]
 
 # The running scale of the surprise criterion, and the threshold (in units of that scale)
 # each uses unless one is given.
 SURPRISE_REFERENCES = {"split": 1.0, "split_interior": 1.0, "split3": 1.0, "clusters": 1.0,
                        "max": 0.0}
+# What the trough restarts from after a READ (``surprise_rearm``).
+SURPRISE_REARMS = ("rise", "typical")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
 # normalised surprise and its rise above the segment's trough.
 SURPRISE_FEATURES = 3
@@ -105,6 +107,11 @@ class SurpriseCriterion:
             raise ValueError(f"surprise_init_scale must be > 0, got {surprise_init_scale!r}.")
         self.register_buffer("surprise_scale", torch.tensor(init))
         self.register_buffer("surprise_histogram", torch.zeros(BINS))
+
+    def _init_rearm(self, surprise_rearm) -> None:
+        if surprise_rearm not in SURPRISE_REARMS:
+            raise ValueError(f"surprise_rearm={surprise_rearm!r} is not one of {SURPRISE_REARMS}.")
+        self.surprise_rearm = surprise_rearm
 
     def _init_warmup(self, surprise_warmup) -> None:
         if not isinstance(surprise_warmup, int) or isinstance(surprise_warmup, bool) or (
@@ -182,11 +189,15 @@ class SurpriseCriterion:
         trough: torch.Tensor,
         structural: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The trough carried out of a step: ``normalised`` after a READ (whatever forced
-        it), else the lower of ``trough`` and ``normalised``. After a structural READ, whose
-        surprise is not defined (no continued belief), it is the typical surprise (the
-        histogram's median, normalised): the next step then READs on a rise above what a
-        step usually brings.
+        """The trough carried out of a step: the lower of ``trough`` and ``normalised``
+        where it COPYs. After a READ (whatever forced it), with ``surprise_rearm="rise"``
+        (default) it is ``normalised``, so the next READ needs a rise above the READ's own
+        surprise (a plateau READs once, and so does a smaller event right after a larger
+        one); with ``"typical"`` it is the typical surprise (the histogram's median,
+        normalised; ``normalised`` if lower), so the next step READs if it is itself a
+        peak above what a step usually brings (back-to-back events both READ). After a
+        structural READ, whose surprise is not defined (no continued belief), it is the
+        typical surprise either way.
 
         Examples:
             >>> from torchrl_vta.modules.segment_policy import SegmentPolicy
@@ -196,7 +207,9 @@ class SurpriseCriterion:
             [0.5, 0.20000000298023224]
         """
         read = read.detach().reshape(normalised.shape).to(torch.bool)
-        carried = torch.where(read, normalised, torch.minimum(trough, normalised))
+        restart = (normalised if self.surprise_rearm == "rise"
+                   else torch.minimum(normalised, self.typical_surprise()))
+        carried = torch.where(read, restart, torch.minimum(trough, normalised))
         if structural is not None:
             carried = torch.where(structural.reshape(carried.shape), self.typical_surprise(),
                                   carried)
