@@ -280,3 +280,36 @@ def test_level_probe_separates_what_a_feature_carries_from_what_it_does_not():
     noise = torch.randn(400, 4, generator=generator)
     assert module.probe_accuracy(carried, labels, train) > 0.95
     assert module.probe_accuracy(noise, labels, train) < 0.45
+
+
+def _surprise_rules():
+    spec = importlib.util.spec_from_file_location(
+        "surprise_rules", ROOT / "benchmarks" / "surprise_rules.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_surprise_rules_typical_rearm_recovers_the_second_of_back_to_back_events():
+    history = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)]).log1p()
+    record = {"scale_nats": 1.0, "histogram_log1p": torch.histc(history, 128, 0, 9.2104).tolist(),
+              "normalised_surprise": [[2.0, 2.0, 50.0, 40.0, 2.0, 2.0, 2.0, 45.0, 2.0]],
+              "read": [[1, 0, 1, 0, 0, 0, 0, 1, 0]], "event": [[0, 0, 1, 1, 0, 0, 0, 1, 0]]}
+    rows = {row["rule"]: row for row in _surprise_rules().score_record(
+        record, rules=(("split", 0.1), ("split", 0.1, "typical")))}
+    assert rows["split, prominence 0.1"]["f1"] < 1.0
+    assert rows["split, prominence 0.1, rearm typical"]["f1"] == 1.0
+
+
+def test_surprise_rules_scores_a_trained_run(tmp_path):
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
+                    "dataset=balls", "model=agent", "+model.rssm.boundary_kind=surprise",
+                    f"hydra.run.dir={run}", f"data_dir={tmp_path / 'data'}"], check=True,
+                   capture_output=True, cwd=ROOT, timeout=300)
+    record = _surprise_rules().record_from_run(run, windows=4)
+    steps = len(record["event"][0])
+    assert len(record["normalised_surprise"]) == len(record["read"]) == len(record["event"]) >= 4
+    assert all(len(row) == steps for row in record["normalised_surprise"])
+    assert record["scale_nats"] > 0 and len(record["histogram_log1p"]) == 128
+    _run("surprise_rules.py", "--run", str(run), "--windows", "4")
