@@ -19,6 +19,16 @@ def _run(script: str, *args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def _smoke_video_run(tmp_path, *overrides: str) -> Path:
+    """A ``vta_video.py preset=smoke`` run directory (``model=agent``) with ``overrides``."""
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
+                    "model=agent", *overrides, f"hydra.run.dir={run}",
+                    f"data_dir={tmp_path / 'data'}"], check=True, capture_output=True, cwd=ROOT,
+                   timeout=300)
+    return run
+
+
 def test_bench_update_times_every_model_and_writes_ratios(tmp_path):
     out = tmp_path / "bench.json"
     _run("bench_update.py", "--sizes", "size1m", "--batches", "2x4", "--warmup", "0",
@@ -216,11 +226,7 @@ def test_highway_control_scores_a_trained_run_against_the_baselines(tmp_path):
 
 
 def test_missed_events_splits_events_into_hits_and_misses_by_colour(tmp_path):
-    run = tmp_path / "run"
-    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
-                    "dataset=balls", "model=agent", f"hydra.run.dir={run}",
-                    f"data_dir={tmp_path / 'data'}"], check=True, capture_output=True, cwd=ROOT,
-                   timeout=300)
+    run = _smoke_video_run(tmp_path, "dataset=balls")
     out = tmp_path / "missed.json"
     _run("missed_events.py", str(run), "--windows", "4", "--out", str(out))
     report = json.loads(out.read_text())
@@ -255,11 +261,7 @@ def test_best_threshold_finds_the_separating_threshold():
 
 
 def test_level_probe_scores_every_state_part_of_a_three_level_model(tmp_path):
-    run = tmp_path / "run"
-    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
-                    "dataset=nested_one_ball", "model=agent", "model.levels=3",
-                    f"hydra.run.dir={run}", f"data_dir={tmp_path / 'data'}"], check=True,
-                   capture_output=True, cwd=ROOT, timeout=300)
+    run = _smoke_video_run(tmp_path, "dataset=nested_one_ball", "model.levels=3")
     out = tmp_path / "probe.json"
     _run("level_probe.py", str(run), "--sequences", "6", "--out", str(out))
     report = json.loads(out.read_text())
@@ -302,11 +304,7 @@ def test_surprise_rules_typical_rearm_recovers_the_second_of_back_to_back_events
 
 
 def test_surprise_rules_scores_a_trained_run(tmp_path):
-    run = tmp_path / "run"
-    subprocess.run([sys.executable, str(ROOT / "examples" / "vta_video.py"), "preset=smoke",
-                    "dataset=balls", "model=agent", "+model.rssm.boundary_kind=surprise",
-                    f"hydra.run.dir={run}", f"data_dir={tmp_path / 'data'}"], check=True,
-                   capture_output=True, cwd=ROOT, timeout=300)
+    run = _smoke_video_run(tmp_path, "dataset=balls", "+model.rssm.boundary_kind=surprise")
     record = _surprise_rules().record_from_run(run, windows=4)
     steps = len(record["event"][0])
     assert len(record["normalised_surprise"]) == len(record["read"]) == len(record["event"]) >= 4
