@@ -11,6 +11,7 @@ from torchrl.objectives import LossModule
 
 from torchrl_vta.distributed import mean_over_ranks
 from torchrl_vta.objectives._checks import entry, nonnegative, total_loss
+from torchrl_vta.objectives.jumpy_reconstruction import jumpy_reconstruction
 
 from torchrl_vta.modules.boundary_ops import READ, concrete_log_prob
 from torchrl_vta.modules.encoders import key_name
@@ -94,6 +95,10 @@ class WorldModelLoss(LossModule):
             boundary kind, off otherwise (held out at tau=1: maze F1 0.96 and 0.68 on two
             seeds with it, 0.66 without; one_ball 0.97 either way;
             ``benchmarks/BOUNDARY_QUALITY.md``).
+        jumpy_scale: weight of ``loss_jumpy`` (default 0: off). It asks the level-1
+            belief to carry the context the next segment starts in (the scene of
+            ``nested_one_ball``), which level 2's surprise needs, and trains jumpy
+            generation.
 
     Examples:
         >>> import torch
@@ -122,7 +127,7 @@ class WorldModelLoss(LossModule):
             reward: true reward. Defaults to ``("next", "reward")``.
             terminated: true termination flag. Defaults to ``("next", "terminated")``.
             reward_logits, continue_logits: world-model head outputs.
-            prior_stats, posterior_stats, abs_prior_stats, abs_posterior_stats,
+            prior_stats, posterior_stats, abs_prior_stats, abs_posterior_stats, abs_belief,
             boundary, boundary_logits, boundary_prior_logits,
             boundary_log_sample, boundary_forced, seg_len, obs_surprise, upper_*: rollout
             outputs (see :data:`~torchrl_vta.modules.rssm_state.DEFAULT_ROLLOUT_KEYS`).
@@ -136,6 +141,7 @@ class WorldModelLoss(LossModule):
         posterior_stats: NestedKey = ("next", "posterior_stats")
         abs_prior_stats: NestedKey = ("next", "abs_prior_stats")
         abs_posterior_stats: NestedKey = ("next", "abs_posterior_stats")
+        abs_belief: NestedKey = ("next", "abs_belief")
         boundary: NestedKey = ("next", "boundary")
         boundary_logits: NestedKey = ("next", "boundary_logits")
         boundary_prior_logits: NestedKey = ("next", "boundary_prior_logits")
@@ -172,9 +178,14 @@ class WorldModelLoss(LossModule):
         boundary_rate_target: float | None = None,
         boundary_rate_scale: float = 0.0,
         surprise_guard: bool | None = None,
+        jumpy_scale: float = 0.0,
     ):
         super().__init__()
         rssm = world_model.rssm
+        self.jumpy_scale = nonnegative("jumpy_scale", jumpy_scale)
+        if self.jumpy_scale and rssm.levels < 2:
+            raise ValueError("jumpy_scale > 0 needs levels >= 2 (the jumpy reconstruction "
+                             "decodes from level 1's prior); set jumpy_scale=0.")
         uses_surprise = rssm.levels >= 2 and rssm.segment_policy.uses_surprise
         if surprise_guard is None:
             surprise_guard = uses_surprise
@@ -352,6 +363,13 @@ class WorldModelLoss(LossModule):
                 ).square()
             out["boundary_rate"] = _masked_mean(read_mask, free)
             out["mean_segment_length"] = read_mask.numel() / read_mask.sum().clamp_min(1)
+            if self.jumpy_scale:
+                jumpy = jumpy_reconstruction(
+                    model, tensordict,
+                    **{f"{name}_key": getattr(self.tensor_keys, name) for name in
+                       ("abs_belief", "abs_prior_stats", "boundary", "boundary_forced")})
+                out["loss_jumpy"] = self.jumpy_scale * jumpy
+                out["reco_jumpy"] = jumpy.detach()
         if rssm.levels >= 3:
             out.update(self._upper_terms(tensordict))
 
