@@ -504,6 +504,26 @@ def test_loaded_histogram_sets_the_scale_as_training_does():
         SegmentPolicy().load_histogram(torch.zeros(10))
 
 
+def test_a_loaded_state_dict_restarts_troughs_where_the_trained_policy_does():
+    """The typical surprise a READ's trough restarts at is kept beside the histogram, not in
+    the state dict: loading one (a checkpoint, another rank, a pickled copy) refreshes it."""
+    import pickle
+
+    trained = SegmentPolicy(kind="surprise", surprise_rearm="typical", surprise_momentum=0.0)
+    trained.update_statistics(torch.cat([torch.full((60,), 3.0), torch.full((40,), 40.0)]))
+    assert trained.typical_surprise() > 0
+    assert "surprise_typical" not in trained.state_dict()
+    loaded = SegmentPolicy(kind="surprise", surprise_rearm="typical")
+    assert loaded.typical_surprise() == 0
+    loaded.load_state_dict(trained.state_dict())
+    assert torch.equal(loaded.typical_surprise(), trained.typical_surprise())
+    copied = pickle.loads(pickle.dumps(trained))
+    assert torch.equal(copied.typical_surprise(), trained.typical_surprise())
+    normalised, read = torch.tensor([0.9]), torch.tensor([1.0])
+    assert torch.equal(loaded.surprise_trough(normalised, read, torch.zeros(1)),
+                       trained.surprise_trough(normalised, read, torch.zeros(1)))
+
+
 
 def test_warmup_holds_surprise_reads_back_for_its_training_sequences():
     surprise, trough = torch.tensor([0.5, 30.0]), torch.zeros(2)

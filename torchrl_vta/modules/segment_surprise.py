@@ -65,6 +65,11 @@ def _check_fraction(name: str, value: float, *, low: float = 0.0, high: float | 
     return float(value)
 
 
+def _refresh_after_load(module, incompatible_keys) -> None:
+    # A module-level function, not a lambda: policies are pickled to collector workers.
+    module._refresh_typical()
+
+
 class SurpriseCriterion:
     """The surprise part of :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy` (a
     mixin of that ``nn.Module``: its options, its ``surprise_scale`` and
@@ -107,6 +112,10 @@ class SurpriseCriterion:
             raise ValueError(f"surprise_init_scale must be > 0, got {surprise_init_scale!r}.")
         self.register_buffer("surprise_scale", torch.tensor(init))
         self.register_buffer("surprise_histogram", torch.zeros(BINS))
+        # Derived from the two above once per update, not on every RSSM step; not in the
+        # state dict (older ones load unchanged), so a load refreshes it.
+        self.register_buffer("surprise_typical", torch.tensor(0.0), persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def _init_rearm(self, surprise_rearm) -> None:
         if surprise_rearm not in SURPRISE_REARMS:
@@ -237,7 +246,7 @@ class SurpriseCriterion:
 
     def typical_surprise(self) -> torch.Tensor:
         """The median of the surprise histogram in units of the scale (0 before any
-        training sequence).
+        training sequence), kept with the scale whenever the histogram changes.
 
         Examples:
             >>> from torchrl_vta.modules.segment_policy import SegmentPolicy
@@ -248,9 +257,13 @@ class SurpriseCriterion:
             >>> 0.02 < policy.typical_surprise().item() < 0.03
             True
         """
+        return self.surprise_typical
+
+    @torch.no_grad()
+    def _refresh_typical(self) -> None:
         median = histogram_quantile(self.surprise_histogram, 0.5)
         seen = self.surprise_histogram.sum() > 0
-        return torch.where(seen, median / self.surprise_scale, 0.0)
+        self.surprise_typical.copy_(torch.where(seen, median / self.surprise_scale, 0.0))
 
     def surprise_features(
         self, surprise: torch.Tensor, normalised: torch.Tensor, trough: torch.Tensor
@@ -333,3 +346,4 @@ class SurpriseCriterion:
         else:
             scale = split_surprise(self.surprise_histogram)
         self.surprise_scale.copy_(scale)
+        self._refresh_typical()
