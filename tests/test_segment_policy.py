@@ -326,6 +326,15 @@ def test_typical_rearm_reads_back_to_back_events_that_rise_merges():
     assert reads == {"rise": [0, 1, 0, 0, 0, 1, 0], "typical": [0, 1, 1, 0, 0, 1, 0]}
 
 
+def test_typical_rearm_without_statistics_reads_a_plateau_once():
+    """Before the first statistics update there is no typical surprise: rearming at 0
+    would READ every step of a plateau above the initial scale, so it rearms as "rise"."""
+    plateau = torch.tensor([0.5, 5.0, 5.0, 5.05, 0.5, 6.0])
+    for rearm in ("rise", "typical"):
+        policy = SegmentPolicy(kind="surprise", surprise_rearm=rearm, surprise_init_scale=1.0)
+        assert _criterion_reads(policy, plateau) == [1, 5], rearm
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_limits_hold_for_every_kind(kind):
     torch.manual_seed(0)

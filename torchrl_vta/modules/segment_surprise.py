@@ -204,7 +204,8 @@ class SurpriseCriterion:
         surprise (a plateau READs once, and so does a smaller event right after a larger
         one); with ``"typical"`` it is the typical surprise (the histogram's median,
         normalised; ``normalised`` if lower), so the next step READs if it is itself a
-        peak above what a step usually brings (back-to-back events both READ). After a
+        peak above what a step usually brings (back-to-back events both READ; before the
+        first statistics update it rearms as ``"rise"``). After a
         structural READ, whose surprise is not defined (no continued belief), it is the
         typical surprise either way.
 
@@ -216,8 +217,12 @@ class SurpriseCriterion:
             [0.5, 0.20000000298023224]
         """
         read = read.detach().reshape(normalised.shape).to(torch.bool)
-        restart = (normalised if self.surprise_rearm == "rise"
-                   else torch.minimum(normalised, self.typical_surprise()))
+        restart = normalised
+        if self.surprise_rearm == "typical":
+            typical = self.typical_surprise()
+            # No statistics yet (typical 0): a restart at 0 would READ every step above the
+            # initial scale, so the untrained policy rearms as "rise" does.
+            restart = torch.where(typical > 0, torch.minimum(normalised, typical), normalised)
         carried = torch.where(read, restart, torch.minimum(trough, normalised))
         if structural is not None:
             carried = torch.where(structural.reshape(carried.shape), self.typical_surprise(),
