@@ -285,7 +285,7 @@ def test_acting_filter_reproduces_rollout_boundaries_for_every_kind(kind, traini
         torch.testing.assert_close(stepped[key], out[key], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("rearm", ["rise", "typical"])
+@pytest.mark.parametrize("rearm", ["rise", "typical", 0.5])
 def test_acting_filter_reproduces_rollout_boundaries_for_each_rearm(rearm):
     torch.manual_seed(0)
     rssm = tiny_rssm(boundary_kind="surprise", surprise_rearm=rearm).eval()
@@ -310,11 +310,12 @@ def test_acting_filter_reproduces_rollout_boundaries_for_each_rearm(rearm):
 
 def test_typical_rearm_reads_back_to_back_events_that_rise_merges():
     """Two events in a row, the second smaller: "rise" READs the first only (no trough
-    between them), "typical" READs both; a quiet step after a READ READs under neither."""
+    between them), "typical" and a fraction of 0.5 READ both. An after-shock (above the
+    split, under half the event) READs under "typical" only; a quiet step under none."""
     history = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)])
-    surprise = torch.tensor([2.0, 50.0, 40.0, 2.0, 2.0, 45.0, 2.0])
+    surprise = torch.tensor([2.0, 50.0, 40.0, 2.0, 2.0, 45.0, 20.0, 2.0])
     reads = {}
-    for rearm in ("rise", "typical"):
+    for rearm in ("rise", "typical", 0.5):
         policy = SegmentPolicy(kind="surprise", surprise_momentum=0.0, surprise_rearm=rearm)
         policy.update_statistics(history)
         trough, out = policy.typical_surprise(), []
@@ -323,14 +324,16 @@ def test_typical_rearm_reads_back_to_back_events_that_rise_merges():
             trough = policy.surprise_trough(normalised, read, trough)
             out.append(int(read))
         reads[rearm] = out
-    assert reads == {"rise": [0, 1, 0, 0, 0, 1, 0], "typical": [0, 1, 1, 0, 0, 1, 0]}
+    assert 20.0 > policy.surprise_scale.item()
+    assert reads == {"rise": [0, 1, 0, 0, 0, 1, 0, 0], "typical": [0, 1, 1, 0, 0, 1, 1, 0],
+                     0.5: [0, 1, 1, 0, 0, 1, 0, 0]}
 
 
 def test_typical_rearm_without_statistics_reads_a_plateau_once():
     """Before the first statistics update there is no typical surprise: rearming at 0
     would READ every step of a plateau above the initial scale, so it rearms as "rise"."""
     plateau = torch.tensor([0.5, 5.0, 5.0, 5.05, 0.5, 6.0])
-    for rearm in ("rise", "typical"):
+    for rearm in ("rise", "typical", 0.5):
         policy = SegmentPolicy(kind="surprise", surprise_rearm=rearm, surprise_init_scale=1.0)
         assert _criterion_reads(policy, plateau) == [1, 5], rearm
 
@@ -466,6 +469,8 @@ def test_original_posterior_limits_come_from_the_policy():
         (dict(temperature=0.0), "temperature"),
         (dict(kind="surprise", surprise_warmup=-1), "surprise_warmup"),
         (dict(surprise_rearm="never"), "surprise_rearm"),
+        (dict(surprise_rearm=1.0), "surprise_rearm"),
+        (dict(surprise_rearm=True), "surprise_rearm"),
         (dict(kind="learned", surprise_warmup=10), "surprise_warmup"),
     ],
 )

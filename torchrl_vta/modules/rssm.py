@@ -151,7 +151,7 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
         surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
-        surprise_rearm: str = "rise",
+        surprise_rearm: str | float = "rise",
         upper_max_seg_len: int | None = None,
         upper_max_seg_num: int | None = None,
         upper_surprise_source: str = "level",

@@ -116,7 +116,9 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
             the READ's own surprise, so the next READ needs a rise above it (a plateau READs
             once; so does a smaller event right after a larger one); ``"typical"`` at the
             typical surprise, so a step right after a READ READs if it is itself a peak
-            (back-to-back events both READ).
+            (back-to-back events both READ); a fraction ``f`` in (0, 1) at ``f`` times the
+            READ's surprise (at least the typical one), so a comparable second event READs
+            and a smaller after-shock does not.
         surprise_warmup: training sequences (statistics updates) during which the surprise
             criterion never READs (structural READs still happen) while its statistics
             are gathered: the level below trains first, as SUNTA trains its low level
@@ -150,7 +152,7 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
         surprise_min_nats: float = 0.0,
         surprise_momentum: float = 0.99,
         surprise_init_scale: float = 1.0,
-        surprise_rearm: str = "rise",
+        surprise_rearm: str | float = "rise",
         surprise_warmup: int = 0,
     ):
         super().__init__()

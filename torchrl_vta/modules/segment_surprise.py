@@ -49,7 +49,7 @@ __all__ = ["SURPRISE_FEATURES", "SURPRISE_REARMS", "SURPRISE_REFERENCES", "Surpr
 # each uses unless one is given.
 SURPRISE_REFERENCES = {"split": 1.0, "split_interior": 1.0, "split3": 1.0, "clusters": 1.0,
                        "max": 0.0}
-# What the trough restarts from after a READ (``surprise_rearm``).
+# What the trough restarts from after a READ (``surprise_rearm``; or a fraction in (0, 1)).
 SURPRISE_REARMS = ("rise", "typical")
 # Surprise features fed to the learned posterior of "learned+surprise": log(1 + KL), the
 # normalised surprise and its rise above the segment's trough.
@@ -118,9 +118,12 @@ class SurpriseCriterion:
         self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def _init_rearm(self, surprise_rearm) -> None:
-        if surprise_rearm not in SURPRISE_REARMS:
-            raise ValueError(f"surprise_rearm={surprise_rearm!r} is not one of {SURPRISE_REARMS}.")
-        self.surprise_rearm = surprise_rearm
+        fraction = isinstance(surprise_rearm, (int, float)) and not isinstance(surprise_rearm,
+                                                                              bool)
+        if not (surprise_rearm in SURPRISE_REARMS if not fraction else 0 < surprise_rearm < 1):
+            raise ValueError(f"surprise_rearm={surprise_rearm!r} is not one of "
+                             f"{SURPRISE_REARMS} or a fraction in (0, 1).")
+        self.surprise_rearm = float(surprise_rearm) if fraction else surprise_rearm
 
     def _init_warmup(self, surprise_warmup) -> None:
         if not isinstance(surprise_warmup, int) or isinstance(surprise_warmup, bool) or (
@@ -205,7 +208,10 @@ class SurpriseCriterion:
         one); with ``"typical"`` it is the typical surprise (the histogram's median,
         normalised; ``normalised`` if lower), so the next step READs if it is itself a
         peak above what a step usually brings (back-to-back events both READ; before the
-        first statistics update it rearms as ``"rise"``). After a
+        first statistics update it rearms as ``"rise"``). A fraction ``f`` in (0, 1) sits
+        between the two: the trough restarts at ``f * normalised`` (the typical surprise if
+        higher), so a second event of comparable size READs, a smaller after-shock of
+        the first does not. After a
         structural READ, whose surprise is not defined (no continued belief), it is the
         typical surprise either way.
 
@@ -218,11 +224,13 @@ class SurpriseCriterion:
         """
         read = read.detach().reshape(normalised.shape).to(torch.bool)
         restart = normalised
-        if self.surprise_rearm == "typical":
+        if self.surprise_rearm != "rise":
             typical = self.typical_surprise()
+            floor = (typical if self.surprise_rearm == "typical"
+                     else torch.maximum(typical, self.surprise_rearm * normalised))
             # No statistics yet (typical 0): a restart at 0 would READ every step above the
             # initial scale, so the untrained policy rearms as "rise" does.
-            restart = torch.where(typical > 0, torch.minimum(normalised, typical), normalised)
+            restart = torch.where(typical > 0, torch.minimum(normalised, floor), normalised)
         carried = torch.where(read, restart, torch.minimum(trough, normalised))
         if structural is not None:
             carried = torch.where(structural.reshape(carried.shape), self.typical_surprise(),
