@@ -37,10 +37,12 @@ from torchrl_vta.modules.rssm_sequences import StackSequences
 from torchrl_vta.modules.rssm_steps import StackSteps
 from torchrl_vta.modules.segment_policy import SegmentPolicy
 
-__all__ = ["UPPER_SURPRISE_SOURCES", "HierarchicalRSSM"]
+__all__ = ["SURPRISE_PRIORS", "UPPER_SURPRISE_SOURCES", "HierarchicalRSSM"]
 
 #: Surprise signals a level above level 1 can decide on (``upper_surprise_source``).
 UPPER_SURPRISE_SOURCES = ("level", "observation")
+#: The prior the observation level's surprise is measured against (``surprise_prior``).
+SURPRISE_PRIORS = ("observation", "separate")
 
 class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
     """Tensor-level two-level RSSM with learned segment boundaries (VTA).
@@ -91,6 +93,13 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
         surprise_warmup / upper_surprise_warmup: training sequences during which level 1's /
             the higher levels' surprise criterion does not READ (``surprise`` kind; 0, the
             default, none): the levels below train first, as SUNTA orders its levels.
+        surprise_prior: what the observation level's surprise is measured against (surprise
+            kinds): ``"observation"`` (default), the observation prior on the continued
+            belief, which only COPY steps train, so a step that READs is never taught to be
+            unsurprising; ``"separate"``, a prior head of its own on the (detached)
+            continued belief, trained on every non-structural step by the surprise itself
+            (``WorldModelLoss``'s ``loss_surprise_prior``), so the signal does not depend on
+            which steps READ.
 
     Every level-1 boundary decision is made by ``self.segment_policy`` (one
     :class:`~torchrl_vta.modules.segment_policy.SegmentPolicy`); ``temperature``,
@@ -157,8 +166,11 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
         upper_surprise_source: str = "level",
         surprise_warmup: int = 0,
         upper_surprise_warmup: int = 0,
+        surprise_prior: str = "observation",
     ):
         super().__init__()
+        if surprise_prior not in SURPRISE_PRIORS:
+            raise ValueError(f"surprise_prior={surprise_prior!r} is not one of {SURPRISE_PRIORS}.")
         if upper_surprise_source not in UPPER_SURPRISE_SOURCES:
             raise ValueError(f"upper_surprise_source={upper_surprise_source!r} is not one of "
                              f"{UPPER_SURPRISE_SOURCES}.")
@@ -200,6 +212,15 @@ class HierarchicalRSSM(StackSequences, StackSteps, StackFeatures, nn.Module):
         obs_kwargs = latent_kwargs(latent, stoch_dim, groups, classes)
         self.obs_prior = make_latent(latent, belief_dim, **obs_kwargs)
         self.obs_posterior = make_latent(latent, belief_dim + embed_dim, **obs_kwargs)
+        self.surprise_prior = surprise_prior
+        if surprise_prior == "separate":
+            if not (levels >= 2 and self.segment_policy.uses_surprise):
+                raise ValueError(
+                    f"surprise_prior='separate' needs levels >= 2 and a surprise boundary kind, "
+                    f"got levels={levels}, boundary_kind={boundary_kind!r}; set "
+                    f"surprise_prior='observation' or boundary_kind='surprise'.")
+            # Only then a module, so the state dicts of other models are unchanged.
+            self.obs_surprise_prior = make_latent(latent, belief_dim, **obs_kwargs)
         self.state_dim = self.obs_prior.stoch_dim
 
         self.upper = nn.ModuleList()

@@ -97,6 +97,21 @@ class StackSteps:
             return torch.ones(action.shape[:-1], dtype=torch.bool, device=action.device)
         return reset.reshape(action.shape[:-1]) if reset is not None else None
 
+    def _observation_surprise(self, continued, embed, structural, grad: bool, batch):
+        """``KL(q(s | continued, embed) || p(s | continued))`` in nats, ``[*batch]``. With
+        ``surprise_prior="separate"`` ``p`` is the model's own surprise prior, and where
+        ``grad`` (the caller's grad mode) the KL keeps its gradient, to that head only, so
+        the loss trains it on every step; 0 on structural steps (no continued belief)."""
+        posterior = self.obs_posterior(torch.cat([continued, embed], -1))
+        if self.surprise_prior == "observation":
+            return self.obs_posterior.kl(posterior, self.obs_prior(continued)).reshape(batch)
+        with torch.set_grad_enabled(grad):
+            kl = self.obs_posterior.kl(posterior.detach(),
+                                       self.obs_surprise_prior(continued.detach())).reshape(batch)
+            if structural is not None:
+                kl = kl * ~structural.reshape(batch)
+        return kl
+
     # ------------------------------------------------------- phase 1: candidates
     def _begin(self, prev: RSSMState, action: torch.Tensor, reset: torch.Tensor | None):
         """What every step starts from: the reset state and action, the abstract levels'
@@ -231,6 +246,7 @@ class StackSteps:
             >>> step.boundary[:, 0].tolist()
             [1.0, 1.0, 1.0]
         """
+        grad = torch.is_grad_enabled()
         prev, action, abstract, continued, levels = self._begin(prev, action, reset)
         deterministic = self._deterministic()
         structural = self._structural(action, reset, first)
@@ -248,11 +264,9 @@ class StackSteps:
                 with torch.no_grad():
                     if index == 0 or self.upper_surprise_source == "observation":
                         if observation_surprise is None:
-                            observation_surprise = self.obs_posterior.kl(
-                                self.obs_posterior(torch.cat([continued, embed], -1)),
-                                self.obs_prior(continued),
-                            ).reshape(batch)
-                        surprise = observation_surprise
+                            observation_surprise = self._observation_surprise(
+                                continued, embed, structural, grad, batch)
+                        surprise = observation_surprise.detach() if index else observation_surprise
                     else:
                         below = candidates[index - 1]
                         surprise = levels[index - 1].posterior.kl(

@@ -57,6 +57,9 @@ class WorldModelLoss(LossModule):
       boundary was not forced: ``"categorical"`` (dyn/rep split of the
       2-class KL) or ``"concrete"`` (the original VTA single-sample
       ``log q~(y) - log p~(y)`` of the relaxed sample);
+    * ``loss_surprise_prior`` (the RSSM's ``surprise_prior="separate"``): the
+      observation level's surprise against its separate surprise prior, which only
+      that head learns from, on every non-structural step;
     * ``loss_boundary_rate`` (when ``boundary_rate_scale > 0``): a soft
       alternative to hard limits, ``(mean q(READ) - boundary_rate_target)^2``;
     * ``loss_kl_level<j>``, ``loss_boundary_level<j>`` (``levels >= 3``, abstract
@@ -332,6 +335,10 @@ class WorldModelLoss(LossModule):
         )
         out["loss_kl"] = kl_loss.mean()
         out["kl_obs"] = kl.mean()
+        if rssm.surprise_prior == "separate":
+            # The surprise itself, differentiable in the separate surprise prior only (its
+            # inputs are detached; 0 on structural steps): trained on every step, READ or not.
+            out["loss_surprise_prior"] = entry(self, tensordict, "obs_surprise").mean()
 
         if rssm.levels >= 2:
             read = entry(self, tensordict, "boundary").squeeze(-1)
