@@ -285,10 +285,12 @@ def test_acting_filter_reproduces_rollout_boundaries_for_every_kind(kind, traini
         torch.testing.assert_close(stepped[key], out[key], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("rearm", ["rise", "typical", 0.5])
-def test_acting_filter_reproduces_rollout_boundaries_for_each_rearm(rearm):
+@pytest.mark.parametrize("options", [
+    dict(surprise_rearm="rise"), dict(surprise_rearm="typical"), dict(surprise_rearm=0.5),
+    dict(surprise_prior="separate")])
+def test_acting_filter_reproduces_rollout_boundaries_for_each_surprise_option(options):
     torch.manual_seed(0)
-    rssm = tiny_rssm(boundary_kind="surprise", surprise_rearm=rearm).eval()
+    rssm = tiny_rssm(boundary_kind="surprise", **options).eval()
     embed, action = torch.randn(3, 12, EMBED) * 3, torch.randn(3, 12, ACTION)
     is_init = torch.zeros(3, 12, dtype=torch.bool)
     is_init[:, 0] = True

@@ -1,13 +1,13 @@
 """The separate surprise prior (``HierarchicalRSSM(surprise_prior="separate")``): the
 observation level's surprise is measured against a prior head trained on every step, READ
-or not, by ``WorldModelLoss``'s ``loss_surprise_prior``."""
+or not, by ``WorldModelLoss``'s ``loss_surprise_prior``. The acting filter with it:
+``tests/test_segment_policy.py``."""
 
 import pytest
 import torch
 
 from tests.test_segment_policy import ACTION, EMBED, tiny_rssm
 from tests.test_world_model_loss import batch, model
-from torchrl_vta.modules import HierarchicalStateEstimator
 from torchrl_vta.objectives import WorldModelLoss
 
 
@@ -65,27 +65,6 @@ def test_the_surprise_falls_on_read_steps_of_a_fixed_batch():
         optim.step()
     _, after, _ = read_surprise()
     assert after < 0.5 * before
-
-
-def test_acting_filter_reproduces_rollout_boundaries_with_the_separate_prior():
-    torch.manual_seed(0)
-    rssm = tiny_rssm(boundary_kind="surprise", surprise_prior="separate").eval()
-    embed, action = torch.randn(3, 12, EMBED) * 3, torch.randn(3, 12, ACTION)
-    is_init = torch.zeros(3, 12, dtype=torch.bool)
-    is_init[:, 0] = True
-    calibration, _ = rssm.observe(embed, action, is_init)
-    rssm.segment_policy.update_statistics(calibration["obs_surprise"][:, 1:] * 0.8)
-    estimator = HierarchicalStateEstimator(rssm)
-    td = estimator.initial_tensordict([3])
-    steps = []
-    for t in range(12):
-        td["embed"], td["prev_action"], td["is_init"] = embed[:, t], action[:, t], is_init[:, t, None]
-        estimator(td)
-        steps.append(td.select("boundary", "surprise").clone())
-    stepped = torch.stack(steps, 1)
-    out, _ = rssm.observe(embed, action, is_init)
-    assert torch.equal(stepped["boundary"], out["boundary"])
-    assert 0 < out["boundary"][:, 1:].mean() < 1, "the test needs both READ and COPY"
 
 
 @pytest.mark.parametrize("options,match", [
