@@ -118,9 +118,9 @@ class SurpriseCriterion:
         self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def _init_rearm(self, surprise_rearm) -> None:
-        fraction = isinstance(surprise_rearm, (int, float)) and not isinstance(surprise_rearm,
-                                                                              bool)
-        if not (surprise_rearm in SURPRISE_REARMS if not fraction else 0 < surprise_rearm < 1):
+        rearm = surprise_rearm
+        fraction = isinstance(rearm, (int, float)) and not isinstance(rearm, bool)
+        if not (0 < rearm < 1 if fraction else rearm in SURPRISE_REARMS):
             raise ValueError(f"surprise_rearm={surprise_rearm!r} is not one of "
                              f"{SURPRISE_REARMS} or a fraction in (0, 1).")
         self.surprise_rearm = float(surprise_rearm) if fraction else surprise_rearm
