@@ -331,6 +331,17 @@ def test_typical_rearm_reads_back_to_back_events_that_rise_merges():
                      0.5: [0, 1, 1, 0, 0, 1, 0, 0]}
 
 
+def test_a_plateau_above_the_split_reads_once_under_rise_only():
+    """Documented behaviour: a rearm below the READ's own surprise ("typical", a fraction)
+    lets every step of a plateau above the split READ; "rise" READs it once."""
+    history = torch.cat([torch.full((90,), 2.0), torch.full((10,), 40.0)])
+    plateau = torch.tensor([2.0, 50.0, 50.0, 50.0, 2.0])
+    for rearm, expected in (("rise", [1]), ("typical", [1, 2, 3]), (0.5, [1, 2, 3])):
+        policy = SegmentPolicy(kind="surprise", surprise_momentum=0.0, surprise_rearm=rearm)
+        policy.update_statistics(history)
+        assert _criterion_reads(policy, plateau) == expected, rearm
+
+
 def test_typical_rearm_without_statistics_reads_a_plateau_once():
     """Before the first statistics update there is no typical surprise: rearming at 0
     would READ every step of a plateau above the initial scale, so it rearms as "rise"."""

@@ -26,7 +26,7 @@ def test_only_the_surprise_prior_learns_from_its_loss():
     assert not any("obs_surprise_prior" in key for key in default.state_dict())
 
 
-def test_surprise_is_zero_on_structural_steps_and_matches_the_head():
+def test_surprise_is_zero_on_structural_steps_only():
     torch.manual_seed(0)
     rssm = tiny_rssm(boundary_kind="surprise", surprise_prior="separate")
     embed, action = torch.randn(2, 8, EMBED), torch.randn(2, 8, ACTION)

@@ -118,7 +118,8 @@ class SegmentPolicy(SegmentLimits, SurpriseCriterion, nn.Module):
             typical surprise, so a step right after a READ READs if it is itself a peak
             (back-to-back events both READ); a fraction ``f`` in (0, 1) at ``f`` times the
             READ's surprise (at least the typical one), so a comparable second event READs
-            and a smaller after-shock does not.
+            and a smaller after-shock does not (a plateau above the split READs on every
+            step, as with ``"typical"``).
         surprise_warmup: training sequences (statistics updates) during which the surprise
             criterion never READs (structural READs still happen) while its statistics
             are gathered: the level below trains first, as SUNTA trains its low level

@@ -124,6 +124,8 @@ class SurpriseCriterion:
             raise ValueError(f"surprise_rearm={surprise_rearm!r} is not one of "
                              f"{SURPRISE_REARMS} or a fraction in (0, 1).")
         self.surprise_rearm = float(surprise_rearm) if fraction else surprise_rearm
+        # "rise" and "typical" are the ends of the fraction's range (see surprise_trough).
+        self._rearm_fraction = float(rearm) if fraction else {"rise": 1.0, "typical": 0.0}[rearm]
 
     def _init_warmup(self, surprise_warmup) -> None:
         if not isinstance(surprise_warmup, int) or isinstance(surprise_warmup, bool) or (
@@ -209,9 +211,10 @@ class SurpriseCriterion:
         normalised; ``normalised`` if lower), so the next step READs if it is itself a
         peak above what a step usually brings (back-to-back events both READ; before the
         first statistics update it rearms as ``"rise"``). A fraction ``f`` in (0, 1) sits
-        between the two: the trough restarts at ``f * normalised`` (the typical surprise if
-        higher), so a second event of comparable size READs, a smaller after-shock of
-        the first does not. After a
+        between the two (``"rise"`` is ``f = 1``, ``"typical"`` ``f = 0``): the trough
+        restarts at ``f * normalised`` (the typical surprise if higher), so a second event
+        of comparable size READs, a smaller after-shock of the first does not; like
+        ``"typical"``, a plateau above the split READs on every step. After a
         structural READ, whose surprise is not defined (no continued belief), it is the
         typical surprise either way.
 
@@ -224,10 +227,9 @@ class SurpriseCriterion:
         """
         read = read.detach().reshape(normalised.shape).to(torch.bool)
         restart = normalised
-        if self.surprise_rearm != "rise":
+        if self._rearm_fraction < 1:
             typical = self.typical_surprise()
-            floor = (typical if self.surprise_rearm == "typical"
-                     else torch.maximum(typical, self.surprise_rearm * normalised))
+            floor = torch.maximum(typical, self._rearm_fraction * normalised)
             # No statistics yet (typical 0): a restart at 0 would READ every step above the
             # initial scale, so the untrained policy rearms as "rise" does.
             restart = torch.where(typical > 0, torch.minimum(normalised, floor), normalised)
